@@ -164,7 +164,10 @@ impl RaftLog {
     /// Appends a new entry at the end (the leader's path). Returns its index.
     pub fn append(&mut self, term: Term, payload: Payload) -> LogIndex {
         let index = self.last_index() + 1;
-        assert!(term >= self.last_term(), "appending an entry of an older term");
+        assert!(
+            term >= self.last_term(),
+            "appending an entry of an older term"
+        );
         if let Payload::Membership(m) = &payload {
             self.configs.push((index, m.clone()));
         }

@@ -20,25 +20,40 @@ pub struct Message {
 pub enum Body {
     /// Would you vote for me in `term` (my term + 1)? Changes nobody's state (§9.6 PreVote).
     PreVote(Campaign),
-    PreVoteResponse { granted: bool },
+    PreVoteResponse {
+        granted: bool,
+    },
     /// Vote for me in `term` (§5.2).
     Vote(Campaign),
-    VoteResponse { granted: bool },
+    VoteResponse {
+        granted: bool,
+    },
     /// Append `entries` after `prev_index`, which must hold `prev_term` (§5.3).
     Append(Append),
     AppendResponse(AppendResponse),
     /// I am still your leader; everything up to `commit` is committed. `read_seq` numbers the
     /// round, so that answers prove leadership for the reads queued before it (ReadIndex).
-    Heartbeat { commit: LogIndex, read_seq: u64 },
-    HeartbeatResponse { read_seq: u64, last_index: LogIndex },
+    Heartbeat {
+        commit: LogIndex,
+        read_seq: u64,
+    },
+    HeartbeatResponse {
+        read_seq: u64,
+        last_index: LogIndex,
+    },
     /// Replace your log with this snapshot; the data travels beside the message.
     InstallSnapshot(SnapshotMeta),
     /// Campaign now, without waiting for a timeout or a pre-vote (leadership transfer).
     TimeoutNow,
     /// A follower asks the leader for a read index on behalf of its client.
-    ReadIndex { id: ReadId },
+    ReadIndex {
+        id: ReadId,
+    },
     /// The leader's answer: serve the read once applied up to `index`; None if it could not.
-    ReadIndexResponse { id: ReadId, index: Option<LogIndex> },
+    ReadIndexResponse {
+        id: ReadId,
+        index: Option<LogIndex>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,7 +23,10 @@ impl Node {
         if self.log.pending_config().is_some() {
             return Err(ProposeError::ChangeInProgress);
         }
-        self.log.membership().apply(change).map_err(ProposeError::Invalid)
+        self.log
+            .membership()
+            .apply(change)
+            .map_err(ProposeError::Invalid)
     }
 
     /// The leader appended a new configuration: start or stop tracking followers.

@@ -314,10 +314,7 @@ impl Node {
     }
 
     /// Proposes a membership change (one at a time).
-    pub fn propose_change(
-        &mut self,
-        change: ConfChange,
-    ) -> Result<(LogIndex, Term), ProposeError> {
+    pub fn propose_change(&mut self, change: ConfChange) -> Result<(LogIndex, Term), ProposeError> {
         let next = self.check_change(&change)?;
         self.propose_payload(Payload::Membership(next))
     }
