@@ -158,6 +158,8 @@ pub struct SimNode {
     bootstrap: bool,
     /// The highest term this node was ever seen in (terms never decrease).
     max_term: Term,
+    /// Counts the node's starts, so each life has one clock.
+    incarnation: u64,
 }
 
 /// A message on the wire, with the snapshot data beside an InstallSnapshot.
@@ -169,7 +171,8 @@ struct Packet {
 
 #[derive(Debug)]
 enum Event {
-    Tick(Id),
+    /// A clock tick for one life of a node (ticks of an earlier life are dropped).
+    Tick(Id, u64),
     Deliver(Packet),
 }
 
@@ -246,6 +249,8 @@ pub struct Sim {
     events: u64,
     /// The initial configuration.
     bootstrap: Membership,
+    /// Print every event (set SIM_TRACE=1 to debug a seed).
+    pub trace: bool,
 }
 
 impl Sim {
@@ -275,6 +280,7 @@ impl Sim {
             next_command: 1,
             events: 0,
             bootstrap,
+            trace: false,
         };
         for id in ids {
             sim.nodes.insert(id.clone(), SimNode::new(id.clone(), true));
@@ -317,9 +323,11 @@ impl Sim {
         n.app = n.disk.snapshot_state;
         n.staged = None;
         n.raft = Some(raft);
+        n.incarnation += 1;
+        let life = n.incarnation;
         // Nodes tick at their own phase, as real clocks do.
         let phase = self.rng.range(0, self.cfg.tick_ms);
-        self.schedule(self.now + phase + 1, Event::Tick(id.to_string()));
+        self.schedule(self.now + phase + 1, Event::Tick(id.to_string(), life));
     }
 
     pub fn crash(&mut self, id: &str) {
@@ -483,13 +491,22 @@ impl Sim {
         self.now = at;
         self.events += 1;
         let touched = match event {
-            Event::Tick(id) => {
-                let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) else {
+            Event::Tick(id, life) => {
+                let n = self.nodes.get_mut(&id).expect("known node");
+                let Some(raft) = n.raft.as_mut().filter(|_| n.incarnation == life) else {
                     return true; // a crashed node stops ticking; restart schedules anew
                 };
                 raft.tick();
+                if self.trace {
+                    eprintln!(
+                        "{:>6} tick {id}: {} term {}",
+                        self.now,
+                        raft.role(),
+                        raft.term()
+                    );
+                }
                 let next = self.now + self.cfg.tick_ms;
-                self.schedule(next, Event::Tick(id.clone()));
+                self.schedule(next, Event::Tick(id.clone(), life));
                 id
             }
             Event::Deliver(packet) => {
@@ -507,6 +524,9 @@ impl Sim {
                     (&packet.msg.body, packet.snapshot)
                 {
                     n.staged = Some((meta.clone(), state));
+                }
+                if self.trace {
+                    eprintln!("{:>6} deliver {:?}", self.now, packet.msg);
                 }
                 raft.step(packet.msg);
                 to
@@ -683,8 +703,27 @@ impl Sim {
 
     // --- Clients. ---
 
+    /// Proposes `n` commands at `id` before handling a Ready, as a server does with the
+    /// requests that arrived together: they travel in the same Appends.
+    pub fn propose_many(&mut self, id: &str, n: usize) -> Vec<LogIndex> {
+        let mut indexes = Vec::new();
+        for _ in 0..n {
+            if let Ok((index, _)) = self.propose_quietly(id) {
+                indexes.push(index);
+            }
+        }
+        self.process_ready(id);
+        indexes
+    }
+
     /// Proposes a fresh command at `id`. Returns its (index, term) if `id` took it.
     pub fn propose(&mut self, id: &str) -> Result<(LogIndex, Term), ProposeError> {
+        let result = self.propose_quietly(id);
+        self.process_ready(id);
+        result
+    }
+
+    fn propose_quietly(&mut self, id: &str) -> Result<(LogIndex, Term), ProposeError> {
         let data = Bytes::from(format!("c{}", self.next_command));
         self.next_command += 1;
         let raft = self.nodes.get_mut(id).and_then(|n| n.raft.as_mut());
@@ -698,7 +737,6 @@ impl Sim {
             term,
             data,
         });
-        self.process_ready(id);
         Ok((index, term))
     }
 
@@ -851,8 +889,8 @@ impl Sim {
         self.nodes[id].app
     }
 
-    /// Every running member of the leader's configuration has applied the leader's commit
-    /// index, with the same state.
+    /// The leader has committed everything in its log, and every running member of its
+    /// configuration has applied exactly that, with the same state.
     pub fn converged(&self) -> bool {
         let Some(leader) = self.stable_leader() else {
             return false;
@@ -860,7 +898,9 @@ impl Sim {
         let raft = self.node(&leader);
         let commit = raft.commit();
         let target = self.nodes[&leader].app;
-        if target.index != commit {
+        // The leader must have committed its whole log, its own no-op included: before
+        // that, its commit index may lag what earlier leaders committed.
+        if commit != raft.last_index() || target.index != commit {
             return false;
         }
         raft.membership().members().all(|id| {
@@ -989,6 +1029,7 @@ impl Sim {
     /// After the faults are over: a leader exists, a new write commits everywhere, and all
     /// members converge on one state that holds every acknowledged write.
     pub fn check_liveness(&mut self, within_ms: u64) {
+        self.trace = std::env::var("SIM_TRACE").is_ok();
         self.set_reliable();
         self.heal();
         let found = self.run_until(within_ms, |s| s.stable_leader().is_some());
@@ -1031,7 +1072,9 @@ impl Sim {
         let leader = self.stable_leader().expect("converged");
         assert!(
             self.applied(&leader) >= max_acked,
-            "an acknowledged write is missing"
+            "an acknowledged write at {max_acked} is missing; leader {leader} applied {}\n{}",
+            self.applied(&leader),
+            self.describe()
         );
         self.check_log_matching();
     }
@@ -1047,6 +1090,7 @@ impl SimNode {
             staged: None,
             bootstrap,
             max_term: 0,
+            incarnation: 0,
         }
     }
 }
