@@ -376,7 +376,7 @@ fn fast_backup_past_divergent_entries() {
     }
     sim.run_for(200);
     // The other three elect a leader and commit 50 entries.
-    sim.partition(&[rest.clone()]);
+    sim.partition(std::slice::from_ref(&rest));
     for _ in 0..50 {
         write(&mut sim);
     }

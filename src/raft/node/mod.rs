@@ -458,8 +458,8 @@ impl Node {
             || self.log.has_unstable()
             || self.log.has_pending_snapshot()
             || self.log.has_committed()
-            || self.hard_state() != self.last_hard_state
-            || self.soft_state() != self.last_soft_state
+            || self.hard_state_changed()
+            || self.soft_state_changed()
             || self.log.membership() != &self.last_membership
             || self.leader_has_sends()
     }
@@ -472,15 +472,13 @@ impl Node {
         let snapshot = self.log.take_pending_snapshot();
         let entries = self.log.take_unstable();
         self.handed_out = Some(self.log.last_index());
-        let hard_state = self.hard_state();
-        let hard_state = (hard_state != self.last_hard_state).then(|| {
-            self.last_hard_state = hard_state.clone();
-            hard_state
+        let hard_state = self.hard_state_changed().then(|| {
+            self.last_hard_state = self.hard_state();
+            self.last_hard_state.clone()
         });
-        let soft_state = self.soft_state();
-        let soft_state = (soft_state != self.last_soft_state).then(|| {
-            self.last_soft_state = soft_state.clone();
-            soft_state
+        let soft_state = self.soft_state_changed().then(|| {
+            self.last_soft_state = self.soft_state();
+            self.last_soft_state.clone()
         });
         let membership = (self.log.membership() != &self.last_membership).then(|| {
             self.last_membership = self.log.membership().clone();
@@ -507,6 +505,16 @@ impl Node {
         if self.is_leader() {
             self.maybe_commit();
         }
+    }
+
+    // Compared field by field: has_ready() runs often and need not clone to compare.
+    fn hard_state_changed(&self) -> bool {
+        self.term != self.last_hard_state.term || self.vote != self.last_hard_state.vote
+    }
+
+    fn soft_state_changed(&self) -> bool {
+        let last = &self.last_soft_state;
+        self.term != last.term || self.role() != last.role || self.leader() != last.leader.as_ref()
     }
 
     fn hard_state(&self) -> HardState {
