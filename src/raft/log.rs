@@ -137,6 +137,14 @@ impl RaftLog {
             .map_or(&self.snapshot.membership, |(_, m)| m)
     }
 
+    /// The configuration that the newest one replaced (the snapshot's if there is none).
+    pub fn previous_membership(&self) -> &Membership {
+        match self.configs.len() {
+            0 | 1 => &self.snapshot.membership,
+            n => &self.configs[n - 2].1,
+        }
+    }
+
     /// The index of a membership entry that is not committed yet, if there is one.
     pub fn pending_config(&self) -> Option<LogIndex> {
         self.configs

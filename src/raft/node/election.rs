@@ -8,9 +8,17 @@ use super::{Body, Candidate, Follower, Leader, Node, NodeId, Payload, Progress, 
 use crate::raft::message::Campaign;
 
 impl Node {
-    /// Whether this node may stand for election: only voters may.
+    /// Whether this node may stand for election: a voter may; and so may a voter of the
+    /// previous configuration while the newest one, which removed it, is uncommitted. That
+    /// node may hold the only copy of the change: if it could not stand, the others, whose
+    /// logs are shorter, could never win its vote (a leader that removed itself and then
+    /// crashed would stall the cluster). Votes are still counted in the newest
+    /// configuration, whose majorities overlap the previous one's, and once elected it
+    /// commits the change and steps down.
     pub(super) fn can_campaign(&self) -> bool {
         self.log.membership().is_voter(&self.id)
+            || (self.log.pending_config().is_some()
+                && self.log.previous_membership().is_voter(&self.id))
     }
 
     /// Whether we heard from a live leader within the minimum election timeout, in which

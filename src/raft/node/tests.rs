@@ -839,3 +839,45 @@ fn membership_changes_wait_for_the_leaders_first_commit() {
         Err(ProposeError::Busy(_))
     ));
 }
+
+#[test]
+fn a_leader_that_removed_itself_and_crashed_does_not_stall_the_cluster() {
+    // n1 leads {n1, n2} and removes itself; the change reaches no one, then n1 restarts.
+    let mut c = Cluster::of(&["n1", "n2"]);
+    c.elect("n1");
+    c.cut.push(("n1".into(), "n2".into()));
+    c.get("n1")
+        .propose_change(ConfChange::Remove { id: "n1".into() })
+        .unwrap();
+    c.stabilize();
+    let old = c.nodes.remove("n1").unwrap();
+    let restored = Restored {
+        hard_state: HardState {
+            term: old.term(),
+            vote: Some("n1".into()),
+        },
+        entries: (1..=old.last_index())
+            .map(|i| old.entry(i).unwrap().clone())
+            .collect(),
+        ..Restored::default()
+    };
+    let n1 = Node::new(config("n1"), restored, Some(voters(&["n1", "n2"]))).unwrap();
+    assert!(
+        !n1.membership().is_voter("n1"),
+        "its log says it was removed"
+    );
+    c.nodes.insert("n1".into(), n1);
+    c.cut.clear();
+    // n2 cannot win (its log is shorter); n1 must stand, commit its removal and hand over.
+    for _ in 0..10 * ELECTION.1 {
+        for id in ["n1", "n2"] {
+            c.get(id).tick();
+        }
+        c.stabilize();
+        if c.get("n2").is_leader() {
+            break;
+        }
+    }
+    assert!(c.get("n2").is_leader(), "the cluster stalled");
+    assert!(!c.get("n2").membership().is_voter("n1"));
+}
