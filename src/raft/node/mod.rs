@@ -150,12 +150,12 @@ impl Node {
             entries,
             applied,
         } = restored;
-        let has_config = snapshot.index > 0
-            || !snapshot.membership.voters.is_empty()
-            || entries
-                .iter()
-                .any(|e| matches!(e.payload, Payload::Membership(_)));
-        if !has_config && let Some(initial) = bootstrap {
+        // The initial configuration is the one in force at index 0: it stays the base under
+        // any membership entries in the log, until a snapshot carries a later one.
+        if snapshot.index == 0
+            && snapshot.membership.voters.is_empty()
+            && let Some(initial) = bootstrap
+        {
             snapshot.membership = initial;
         }
         let log = RaftLog::restore(snapshot, entries, applied, applied);
