@@ -1,0 +1,606 @@
+//! The Raft log on disk: append-only segment files of checksummed records.
+//!
+//! Each segment is named by the index of its first entry (`00000000000000000001.log`),
+//! starts with a magic header, and holds records of consecutive entries; a new segment
+//! begins once the current one passes `segment_bytes`. Appends are buffered, and nothing is
+//! durable until [`LogStore::sync`], which writes and fdatasyncs once for everything
+//! appended since the last sync: the driver calls it once per Raft `Ready`, so every entry
+//! that arrived while the previous fsync ran shares the next one (group commit).
+//!
+//! Recovery reads every segment. A record that fails at the end of the last segment, with
+//! no valid record anywhere after it, is a write a crash cut short: it is cut off and
+//! reported. Any other failure is corruption: the log refuses to open, naming the file and
+//! the byte offset, and never skips a record.
+//!
+//! It does not keep entries in memory (the Raft core does) nor decide what to keep: the
+//! owner truncates a conflicting suffix, resets after a snapshot install and drops
+//! segments behind a snapshot.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::codec::{self, RECORD_HEADER, RecordError};
+use super::error::{IoContext, Result, StorageError};
+use super::fsutil::{create_dir, sync_dir};
+use crate::raft::{Entry, LogIndex};
+
+const MAGIC: &[u8; 8] = b"RCLOG01\n";
+
+/// A record cut off at the end of the log, found when it was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cut off a torn record at the end of the log: {} bytes at byte {} of {}",
+            self.bytes,
+            self.offset,
+            self.path.display()
+        )
+    }
+}
+
+/// One segment as found on disk, for reports.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    pub path: PathBuf,
+    pub first: LogIndex,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// What a read of the log found.
+#[derive(Debug)]
+pub struct LogContents {
+    pub entries: Vec<Entry>,
+    pub segments: Vec<SegmentInfo>,
+    pub torn: Option<TornTail>,
+}
+
+struct Segment {
+    path: PathBuf,
+    first: LogIndex,
+    /// Byte offset of each record, in index order.
+    offsets: Vec<u64>,
+    /// The segment's size, counting buffered records not yet written.
+    end: u64,
+}
+
+impl Segment {
+    fn next_index(&self) -> LogIndex {
+        self.first + self.offsets.len() as u64
+    }
+}
+
+pub struct LogStore {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// Never empty once open; the last one is the tail being appended to.
+    segments: Vec<Segment>,
+    tail: File,
+    /// Records appended to the tail and not yet written.
+    buf: Vec<u8>,
+    /// Earlier segments written since the last sync (rotated out, still to be synced).
+    unsynced: Vec<File>,
+    dir_dirty: bool,
+}
+
+fn segment_path(dir: &Path, first: LogIndex) -> PathBuf {
+    dir.join(format!("{first:020}.log"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(LogIndex, PathBuf)>> {
+    let mut found = Vec::new();
+    for item in fs::read_dir(dir).at(dir)? {
+        let path = item.at(dir)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse().ok()) {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Reads one segment. `last` says whether a damaged end may be a torn write.
+fn scan(
+    path: &Path,
+    first: LogIndex,
+    last: bool,
+    entries: &mut Vec<Entry>,
+) -> Result<(Vec<u64>, u64, Option<TornTail>)> {
+    let data = fs::read(path).at(path)?;
+    let corrupt = |offset: usize, detail: String| StorageError::Corrupt {
+        what: "log record",
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        detail,
+    };
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        if last && MAGIC.starts_with(&data) {
+            // Created, then the crash came before its header was durable.
+            let torn = TornTail {
+                path: path.to_path_buf(),
+                offset: 0,
+                bytes: data.len() as u64,
+            };
+            return Ok((Vec::new(), 0, Some(torn)));
+        }
+        return Err(corrupt(0, "not a raftchat log segment".into()));
+    }
+    let mut offsets = Vec::new();
+    let mut at = MAGIC.len();
+    while at < data.len() {
+        match codec::get_record(&data[at..]) {
+            Ok((payload, size)) => {
+                let entry = codec::decode_entry(payload).map_err(|e| corrupt(at, e))?;
+                let expected = first + offsets.len() as u64;
+                if entry.index != expected {
+                    let detail = format!("entry {} where {expected} belongs", entry.index);
+                    return Err(corrupt(at, detail));
+                }
+                offsets.push(at as u64);
+                entries.push(entry);
+                at += size;
+            }
+            Err(why) => {
+                if last && !any_record_after(&data, at + 1) {
+                    let torn = TornTail {
+                        path: path.to_path_buf(),
+                        offset: at as u64,
+                        bytes: (data.len() - at) as u64,
+                    };
+                    return Ok((offsets, at as u64, Some(torn)));
+                }
+                let detail = match why {
+                    RecordError::Checksum => "checksum mismatch".to_string(),
+                    RecordError::Truncated => "record length runs past the data".to_string(),
+                };
+                return Err(corrupt(at, detail));
+            }
+        }
+    }
+    Ok((offsets, data.len() as u64, None))
+}
+
+/// Whether a valid record starts anywhere at or after `from`: if so, the damage before it
+/// is not a torn end but corruption in the middle.
+fn any_record_after(data: &[u8], from: usize) -> bool {
+    (from..data.len().saturating_sub(RECORD_HEADER)).any(|at| {
+        codec::get_record(&data[at..])
+            .is_ok_and(|(payload, _)| codec::decode_entry(payload).is_ok())
+    })
+}
+
+/// Reads every segment in `dir` without changing anything (for `raftchat inspect`).
+pub fn read(dir: &Path) -> Result<LogContents> {
+    let mut entries = Vec::new();
+    let mut segments = Vec::new();
+    let mut torn = None;
+    let listed = if dir.is_dir() {
+        list_segments(dir)?
+    } else {
+        Vec::new()
+    };
+    let count = listed.len();
+    for (i, (first, path)) in listed.into_iter().enumerate() {
+        if let Some(prev) = entries.last().map(|e: &Entry| e.index)
+            && first != prev + 1
+        {
+            return Err(StorageError::Corrupt {
+                what: "log segment",
+                path,
+                offset: 0,
+                detail: format!("starts at entry {first} but the previous ends at {prev}"),
+            });
+        }
+        let before = entries.len();
+        let (offsets, end, cut) = scan(&path, first, i + 1 == count, &mut entries)?;
+        debug_assert_eq!(offsets.len(), entries.len() - before);
+        segments.push(SegmentInfo {
+            path,
+            first,
+            entries: offsets.len() as u64,
+            bytes: end,
+        });
+        torn = cut;
+    }
+    Ok(LogContents {
+        entries,
+        segments,
+        torn,
+    })
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, cutting off a torn tail. Returns the store,
+    /// every entry on disk, and the torn tail it cut, if any.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(LogStore, Vec<Entry>, Option<TornTail>)> {
+        create_dir(dir)?;
+        let listed = list_segments(dir)?;
+        let contents = read(dir)?;
+        if let Some(torn) = &contents.torn {
+            let f = OpenOptions::new().write(true).open(&torn.path).at(&torn.path)?;
+            f.set_len(torn.offset).at(&torn.path)?;
+            if torn.offset == 0 {
+                f.set_len(0).at(&torn.path)?;
+                (&f).write_all(MAGIC).at(&torn.path)?;
+            }
+            f.sync_all().at(&torn.path)?;
+        }
+        let mut segments = Vec::new();
+        let mut entries = contents.entries.iter();
+        for info in &contents.segments {
+            let mut offsets = Vec::with_capacity(info.entries as usize);
+            // Offsets are recomputed from the entries' encoded sizes: cheaper than keeping
+            // them from the scan, and checked against the size scanned.
+            let mut at = MAGIC.len() as u64;
+            for _ in 0..info.entries {
+                let e = entries.next().expect("counted");
+                offsets.push(at);
+                at += record_size(e);
+            }
+            let end = if info.bytes == 0 { MAGIC.len() as u64 } else { info.bytes };
+            debug_assert_eq!(at, end);
+            segments.push(Segment {
+                path: info.path.clone(),
+                first: info.first,
+                offsets,
+                end,
+            });
+        }
+        debug_assert_eq!(listed.len(), segments.len());
+        let mut store = if let Some(last) = segments.last() {
+            let tail = OpenOptions::new().append(true).open(&last.path).at(&last.path)?;
+            LogStore {
+                dir: dir.to_path_buf(),
+                segment_bytes,
+                segments,
+                tail,
+                buf: Vec::new(),
+                unsynced: Vec::new(),
+                dir_dirty: false,
+            }
+        } else {
+            let (segment, tail) = new_segment(dir, 1)?;
+            sync_dir(dir)?;
+            LogStore {
+                dir: dir.to_path_buf(),
+                segment_bytes,
+                segments: vec![segment],
+                tail,
+                buf: Vec::new(),
+                unsynced: Vec::new(),
+                dir_dirty: false,
+            }
+        };
+        store.segment_bytes = segment_bytes.max(MAGIC.len() as u64 + 1);
+        Ok((store, contents.entries, contents.torn))
+    }
+
+    fn tail(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("never empty")
+    }
+
+    /// The index the next appended entry must have.
+    pub fn next_index(&self) -> LogIndex {
+        self.segments.last().expect("never empty").next_index()
+    }
+
+    /// The first index still on disk.
+    pub fn first_index(&self) -> LogIndex {
+        self.segments[0].first
+    }
+
+    /// Appends entries, first removing any at or after `entries[0].index` (a new leader
+    /// overwriting a conflicting suffix). Not durable until [`LogStore::sync`].
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index < self.next_index() {
+            self.truncate_from(first.index)?;
+        }
+        assert_eq!(
+            first.index,
+            self.next_index(),
+            "appending entry {} to a log that ends before {}",
+            first.index,
+            self.next_index()
+        );
+        let mut payload = Vec::new();
+        for entry in entries {
+            payload.clear();
+            codec::encode_entry(entry, &mut payload);
+            let size = (RECORD_HEADER + payload.len()) as u64;
+            let full = self.tail().end + size > self.segment_bytes;
+            if full && !self.tail().offsets.is_empty() {
+                self.rotate(entry.index)?;
+            }
+            let seg = self.tail();
+            seg.offsets.push(seg.end);
+            seg.end += size;
+            codec::put_record(&mut self.buf, &payload);
+        }
+        Ok(())
+    }
+
+    /// Starts a new tail segment whose first entry will be `first`.
+    fn rotate(&mut self, first: LogIndex) -> Result<()> {
+        self.write_buffer()?;
+        let (segment, tail) = new_segment(&self.dir, first)?;
+        let old = std::mem::replace(&mut self.tail, tail);
+        self.unsynced.push(old);
+        self.segments.push(segment);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            let path = &self.segments.last().expect("never empty").path;
+            self.tail.write_all(&self.buf).at(path)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable: one write and one fdatasync per segment
+    /// touched, plus the directory if a segment was created.
+    pub fn sync(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        for f in self.unsynced.drain(..) {
+            f.sync_data().at(&self.dir)?;
+        }
+        let path = &self.segments.last().expect("never empty").path;
+        self.tail.sync_data().at(path)?;
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Removes the entries from `index` on, durably. Later segments are removed before the
+    /// one holding `index` is cut, so a crash in between leaves a shorter, gapless log.
+    fn truncate_from(&mut self, index: LogIndex) -> Result<()> {
+        self.write_buffer()?;
+        while self.segments.len() > 1 && self.segments.last().expect("never empty").first > index
+        {
+            let seg = self.segments.pop().expect("checked");
+            fs::remove_file(&seg.path).at(&seg.path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.unsynced.clear();
+        let seg = self.segments.last_mut().expect("never empty");
+        let keep = (index.max(seg.first) - seg.first) as usize;
+        let cut = seg.offsets.get(keep).copied().unwrap_or(seg.end);
+        seg.offsets.truncate(keep);
+        seg.end = cut;
+        let f = OpenOptions::new().write(true).open(&seg.path).at(&seg.path)?;
+        f.set_len(cut).at(&seg.path)?;
+        f.sync_data().at(&seg.path)?;
+        self.tail = OpenOptions::new().append(true).open(&seg.path).at(&seg.path)?;
+        Ok(())
+    }
+
+    /// Drops every entry: the log starts again at `next` (after installing a snapshot).
+    pub fn reset(&mut self, next: LogIndex) -> Result<()> {
+        self.buf.clear();
+        self.unsynced.clear();
+        let (segment, tail) = new_segment(&self.dir, next)?;
+        for seg in std::mem::take(&mut self.segments) {
+            if seg.path != segment.path {
+                fs::remove_file(&seg.path).at(&seg.path)?;
+            }
+        }
+        self.segments.push(segment);
+        self.tail = tail;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes whole segments that hold only entries up to `index` (covered by a durable
+    /// snapshot). The tail segment always stays.
+    pub fn compact(&mut self, index: LogIndex) -> Result<()> {
+        let mut removed = false;
+        while self.segments.len() > 1 && self.segments[1].first <= index + 1 {
+            let seg = self.segments.remove(0);
+            fs::remove_file(&seg.path).at(&seg.path)?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+fn record_size(e: &Entry) -> u64 {
+    let mut payload = Vec::new();
+    codec::encode_entry(e, &mut payload);
+    (RECORD_HEADER + payload.len()) as u64
+}
+
+fn new_segment(dir: &Path, first: LogIndex) -> Result<(Segment, File)> {
+    let path = segment_path(dir, first);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    f.write_all(MAGIC).at(&path)?;
+    f.sync_data().at(&path)?;
+    let tail = OpenOptions::new().append(true).open(&path).at(&path)?;
+    let segment = Segment {
+        path,
+        first,
+        offsets: Vec::new(),
+        end: MAGIC.len() as u64,
+    };
+    Ok((segment, tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Payload;
+    use bytes::Bytes;
+
+    fn entry(index: LogIndex, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            payload: Payload::Command(Bytes::from(format!("command {index}"))),
+        }
+    }
+
+    fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        range.map(|i| entry(i, term)).collect()
+    }
+
+    fn open(dir: &Path) -> (LogStore, Vec<Entry>, Option<TornTail>) {
+        LogStore::open(dir, 300).unwrap()
+    }
+
+    #[test]
+    fn appends_survive_a_reopen_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, found, _) = open(dir.path());
+        assert!(found.is_empty());
+        log.append(&entries(1..=40, 1)).unwrap();
+        log.sync().unwrap();
+        assert!(log.segment_count() > 3, "small segments rotate");
+        drop(log);
+        let (log, found, torn) = open(dir.path());
+        assert_eq!(found, entries(1..=40, 1));
+        assert_eq!(torn, None);
+        assert_eq!(log.next_index(), 41);
+    }
+
+    #[test]
+    fn a_conflicting_suffix_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        log.append(&entries(1..=30, 1)).unwrap();
+        log.sync().unwrap();
+        log.append(&entries(12..=14, 2)).unwrap();
+        log.sync().unwrap();
+        let (_, found, _) = open(dir.path());
+        let mut expect = entries(1..=11, 1);
+        expect.extend(entries(12..=14, 2));
+        assert_eq!(found, expect);
+    }
+
+    #[test]
+    fn compaction_and_reset_remove_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        log.append(&entries(1..=40, 1)).unwrap();
+        log.sync().unwrap();
+        let before = log.segment_count();
+        log.compact(25).unwrap();
+        assert!(log.segment_count() < before);
+        let first = log.first_index();
+        assert!(first <= 26, "an entry after the snapshot was dropped");
+        let (_, found, _) = open(dir.path());
+        assert_eq!(found.first().unwrap().index, first);
+        assert_eq!(found.last().unwrap().index, 40);
+        let (mut log, _, _) = open(dir.path());
+        log.reset(101).unwrap();
+        log.append(&entries(101..=102, 3)).unwrap();
+        log.sync().unwrap();
+        let (_, found, _) = open(dir.path());
+        assert_eq!(found, entries(101..=102, 3));
+    }
+
+    #[test]
+    fn a_cut_at_every_byte_of_the_last_record_loses_only_that_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = LogStore::open(dir.path(), 1 << 20).unwrap();
+        log.append(&entries(1..=5, 1)).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let full = fs::read(&path).unwrap();
+        let last_start = {
+            let (log, _, _) = LogStore::open(dir.path(), 1 << 20).unwrap();
+            log.segments[0].offsets[4] as usize
+        };
+        // Cut exactly before the last record: a clean, shorter log.
+        fs::write(&path, &full[..last_start]).unwrap();
+        let (_, found, torn) = LogStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((found.len(), torn), (4, None));
+        // Cut anywhere inside it: the record is cut off and the cut reported.
+        for cut in last_start + 1..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let (log, found, torn) = LogStore::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(found, entries(1..=4, 1), "cut at byte {cut}");
+            let torn = torn.unwrap_or_else(|| panic!("cut at byte {cut} not reported"));
+            assert_eq!(torn.offset as usize, last_start);
+            assert_eq!(log.next_index(), 5);
+            drop(log);
+            // The cut was made durable: a second open finds a clean log.
+            let (_, again, torn) = LogStore::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(again.len(), 4);
+            assert_eq!(torn, None);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_middle_is_refused_with_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = LogStore::open(dir.path(), 1 << 20).unwrap();
+        log.append(&entries(1..=5, 1)).unwrap();
+        log.sync().unwrap();
+        let third = log.segments[0].offsets[2];
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let mut data = fs::read(&path).unwrap();
+        data[third as usize + 12] ^= 0x01;
+        fs::write(&path, &data).unwrap();
+        let err = match LogStore::open(dir.path(), 1 << 20) {
+            Ok(_) => panic!("a corrupt log was opened"),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "corrupt log record in {} at byte {third}: checksum mismatch",
+                path.display()
+            )
+        );
+        // And the read-only path says the same, without changing the file.
+        assert_eq!(read(dir.path()).unwrap_err().to_string(), err);
+        assert_eq!(fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = LogStore::open(dir.path(), 1 << 20).unwrap();
+        log.append(&entries(1..=5, 1)).unwrap();
+        log.sync().unwrap();
+        let second = log.segments[0].offsets[1] as usize;
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let mut data = fs::read(&path).unwrap();
+        data[second + 3] = 0x7f; // a length far past the end of the file
+        fs::write(&path, &data).unwrap();
+        assert!(matches!(
+            LogStore::open(dir.path(), 1 << 20),
+            Err(StorageError::Corrupt { offset, .. }) if offset as usize == second
+        ));
+    }
+}
