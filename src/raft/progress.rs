@@ -38,6 +38,12 @@ pub struct Progress {
     pub sent_commit: LogIndex,
     /// Ticks spent in the Snapshot state, to retry a transfer that was lost.
     pub snapshot_ticks: u64,
+    /// Set when the follower was removed by the configuration at this index: the leader
+    /// keeps replicating to it until it holds that entry and knows it committed, so that it
+    /// stops campaigning, then forgets it.
+    pub leaving: Option<LogIndex>,
+    /// Ticks since the removal committed.
+    pub leaving_ticks: u64,
 }
 
 impl Progress {
@@ -52,6 +58,8 @@ impl Progress {
             read_seq: 0,
             sent_commit: 0,
             snapshot_ticks: 0,
+            leaving: None,
+            leaving_ticks: 0,
         }
     }
 

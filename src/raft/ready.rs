@@ -10,7 +10,8 @@ use super::types::{Entry, HardState, LogIndex, Membership, NodeId, RoleKind, Sna
 ///    Appends and heartbeats and a pre-candidate's pre-votes: none of them promises anything
 ///    about this node's disk, so the leader writes its own log while its followers write
 ///    theirs (Raft dissertation §10.2.1). The leader counts itself towards a commit only
-///    once `advance` says its entries are durable.
+///    once `advance` says its entries are durable. When the Ready carries a new
+///    `hard_state`, this is empty: every message then waits for the term to be durable.
 /// 1. Make durable, in this order: `snapshot` (replace the state machine with the snapshot
 ///    data received beside the message, and drop the whole log), then `entries` (append;
 ///    any stored entry at or after `entries[0].index` is replaced), then `hard_state`

@@ -222,12 +222,18 @@ pub fn read(dir: &Path) -> Result<LogContents> {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail. Returns the store,
     /// every entry on disk, and the torn tail it cut, if any.
-    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(LogStore, Vec<Entry>, Option<TornTail>)> {
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> Result<(LogStore, Vec<Entry>, Option<TornTail>)> {
         create_dir(dir)?;
         let listed = list_segments(dir)?;
         let contents = read(dir)?;
         if let Some(torn) = &contents.torn {
-            let f = OpenOptions::new().write(true).open(&torn.path).at(&torn.path)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&torn.path)
+                .at(&torn.path)?;
             f.set_len(torn.offset).at(&torn.path)?;
             if torn.offset == 0 {
                 f.set_len(0).at(&torn.path)?;
@@ -247,7 +253,11 @@ impl LogStore {
                 offsets.push(at);
                 at += record_size(e);
             }
-            let end = if info.bytes == 0 { MAGIC.len() as u64 } else { info.bytes };
+            let end = if info.bytes == 0 {
+                MAGIC.len() as u64
+            } else {
+                info.bytes
+            };
             debug_assert_eq!(at, end);
             segments.push(Segment {
                 path: info.path.clone(),
@@ -258,7 +268,10 @@ impl LogStore {
         }
         debug_assert_eq!(listed.len(), segments.len());
         let mut store = if let Some(last) = segments.last() {
-            let tail = OpenOptions::new().append(true).open(&last.path).at(&last.path)?;
+            let tail = OpenOptions::new()
+                .append(true)
+                .open(&last.path)
+                .at(&last.path)?;
             LogStore {
                 dir: dir.to_path_buf(),
                 segment_bytes,
@@ -372,8 +385,7 @@ impl LogStore {
     /// one holding `index` is cut, so a crash in between leaves a shorter, gapless log.
     fn truncate_from(&mut self, index: LogIndex) -> Result<()> {
         self.write_buffer()?;
-        while self.segments.len() > 1 && self.segments.last().expect("never empty").first > index
-        {
+        while self.segments.len() > 1 && self.segments.last().expect("never empty").first > index {
             let seg = self.segments.pop().expect("checked");
             fs::remove_file(&seg.path).at(&seg.path)?;
         }
@@ -384,10 +396,16 @@ impl LogStore {
         let cut = seg.offsets.get(keep).copied().unwrap_or(seg.end);
         seg.offsets.truncate(keep);
         seg.end = cut;
-        let f = OpenOptions::new().write(true).open(&seg.path).at(&seg.path)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .at(&seg.path)?;
         f.set_len(cut).at(&seg.path)?;
         f.sync_data().at(&seg.path)?;
-        self.tail = OpenOptions::new().append(true).open(&seg.path).at(&seg.path)?;
+        self.tail = OpenOptions::new()
+            .append(true)
+            .open(&seg.path)
+            .at(&seg.path)?;
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 mod codec;
 mod error;
 mod fsutil;
+pub mod hardstate;
 pub mod log;
+pub mod snapshot;
 
 pub use error::{Result, StorageError};

@@ -330,10 +330,12 @@ impl Sim {
         self.schedule(self.now + phase + 1, Event::Tick(id.to_string(), life));
     }
 
+    /// Kills a node: it keeps only its disk, and its clients never hear back.
     pub fn crash(&mut self, id: &str) {
         let n = self.nodes.get_mut(id).expect("known node");
         n.raft = None;
         n.staged = None;
+        self.forget_requests_at(id);
     }
 
     pub fn restart(&mut self, id: &str) {
@@ -497,6 +499,7 @@ impl Sim {
                     return true; // a crashed node stops ticking; restart schedules anew
                 };
                 raft.tick();
+                let lead = raft.is_leader();
                 if self.trace {
                     eprintln!(
                         "{:>6} tick {id}: {} term {}",
@@ -507,6 +510,11 @@ impl Sim {
                 }
                 let next = self.now + self.cfg.tick_ms;
                 self.schedule(next, Event::Tick(id.clone(), life));
+                // A server batches what arrives together: a proposal may share the Ready
+                // of the tick that just made this node leader.
+                if lead && self.crash_enabled && self.rng_chance(0.2) {
+                    let _ = self.propose_quietly(&id);
+                }
                 id
             }
             Event::Deliver(packet) => {
@@ -566,7 +574,18 @@ impl Sim {
             soft_state,
             membership: _,
         } = rd;
+        let durable_term = self.nodes[id].disk.hard_state.term;
         for m in messages {
+            // What leaves before the fsync must not speak for a term that is not durable
+            // (a pre-vote asks about the next term without claiming it).
+            let claims = !matches!(m.body, Body::PreVote(_)) && m.term != 0;
+            assert!(
+                !claims || m.term <= durable_term,
+                "{id} sent {:?} in term {} before term {} was durable",
+                kind(&m.body),
+                m.term,
+                m.term
+            );
             self.transmit(m);
         }
         let must_persist = snapshot.is_some() || !entries.is_empty() || hard_state.is_some();
@@ -757,6 +776,9 @@ impl Sim {
             return false;
         }
         self.next_read += 1;
+        if self.trace {
+            eprintln!("{:>6} read {rid} issued at {id}", self.now);
+        }
         self.reads.insert(
             rid,
             PendingRead {
@@ -770,6 +792,9 @@ impl Sim {
     }
 
     fn read_answered(&mut self, id: &str, rid: u64, index: Option<LogIndex>) {
+        if self.trace {
+            eprintln!("{:>6} read {rid} at {id} answered: {index:?}", self.now);
+        }
         let Some(read) = self.reads.get_mut(&rid) else {
             return;
         };
@@ -1062,6 +1087,32 @@ impl Sim {
                 self.describe()
             );
         };
+        // A read through the leader must be answered. One issued just as leadership moves
+        // fails (and says so); try again.
+        let mut answered = false;
+        for _ in 0..10 {
+            self.run_until(within_ms, |s| s.stable_leader().is_some());
+            let Some(leader) = self.stable_leader() else {
+                continue;
+            };
+            let (served, failed) = (self.reads_served, self.reads_failed);
+            assert!(
+                self.read(&leader),
+                "the healed leader {leader} refused a read"
+            );
+            self.run_until(within_ms, |s| {
+                s.reads_served > served || s.reads_failed > failed
+            });
+            if self.reads_served > served {
+                answered = true;
+                break;
+            }
+        }
+        assert!(
+            answered,
+            "no read was answered {within_ms} ms after healing\n{}",
+            self.describe()
+        );
         let done = self.run_until(within_ms, |s| s.converged());
         assert!(
             done,

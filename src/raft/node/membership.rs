@@ -29,16 +29,23 @@ impl Node {
             .map_err(ProposeError::Invalid)
     }
 
-    /// The leader appended a new configuration: start or stop tracking followers.
+    /// The leader appended a new configuration (at its last index): track new members,
+    /// and mark removed ones as leaving (see [`Progress::leaving`]).
     pub(super) fn on_membership_change(&mut self, m: Membership) {
-        let next = self.log.last_index() + 1;
+        let at = self.log.last_index();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        l.progress.retain(|id, _| m.contains(id));
+        for (id, p) in l.progress.iter_mut() {
+            p.leaving = match (m.contains(id), p.leaving) {
+                (true, _) => None,
+                (false, Some(since)) => Some(since),
+                (false, None) => Some(at),
+            };
+        }
         for id in m.members() {
             if *id != self.id && !l.progress.contains_key(id) {
-                l.progress.insert(id.clone(), Progress::new(next));
+                l.progress.insert(id.clone(), Progress::new(at + 1));
             }
         }
         if l.transfer.as_ref().is_some_and(|t| !m.is_voter(&t.target)) {
@@ -65,6 +72,24 @@ impl Node {
             self.send(to, self.term, Body::TimeoutNow);
         }
         self.become_follower(self.term, None);
+    }
+
+    /// Forgets removed followers that hold their removal and know it committed, and those
+    /// that did not catch up within `limit` ticks of it committing (they may be gone).
+    pub(super) fn forget_departed(&mut self, limit: u64) {
+        let commit = self.log.commit();
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        l.progress.retain(|_, p| match p.leaving {
+            None => true,
+            Some(at) if commit < at => true,
+            Some(at) => {
+                p.leaving_ticks += 1;
+                let told = p.matched >= at && p.sent_commit >= at;
+                !told && p.leaving_ticks < limit
+            }
+        });
     }
 
     /// Promotes a learner that has caught up with the commit index.

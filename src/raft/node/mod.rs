@@ -23,7 +23,7 @@ use bytes::Bytes;
 use super::config::Config;
 use super::log::RaftLog;
 use super::message::{Body, Message, ReadId};
-use super::progress::Progress;
+use super::progress::{Progress, ProgressState};
 use super::ready::{ReadState, Ready, SoftState};
 use super::rng::{Rng, hash_str};
 use super::types::{
@@ -332,15 +332,16 @@ impl Node {
     pub fn report_snapshot(&mut self, peer: &str, success: bool) {
         if let Role::Leader(l) = &mut self.role
             && let Some(p) = l.progress.get_mut(peer)
+            && matches!(p.state, ProgressState::Snapshot(_))
             && !success
         {
             p.become_probe();
         }
     }
 
-    /// Starts an election now, as if the election timer had fired.
+    /// Starts an election now, as if the election timer had fired (a leader ignores it).
     pub fn campaign(&mut self) {
-        if self.can_campaign() {
+        if self.can_campaign() && !self.is_leader() {
             self.hup(false);
         }
     }
@@ -484,12 +485,23 @@ impl Node {
             self.last_membership = self.log.membership().clone();
             self.last_membership.clone()
         });
+        let mut messages = std::mem::take(&mut self.messages);
+        let mut persisted_messages = std::mem::take(&mut self.persisted_messages);
+        if hard_state.is_some() {
+            // A new term or vote is not durable yet, and every message speaks for it: a
+            // node that won an election within this Ready (a single voter does) must not
+            // lead before its term is on disk, or after a crash it could win the same term
+            // again and send different entries under it.
+            messages.append(&mut persisted_messages);
+            persisted_messages = messages;
+            messages = Vec::new();
+        }
         Ready {
-            messages: std::mem::take(&mut self.messages),
+            messages,
             snapshot,
             entries,
             hard_state,
-            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            persisted_messages,
             committed_entries: self.log.take_committed(),
             reads: std::mem::take(&mut self.reads),
             soft_state,
@@ -565,10 +577,11 @@ impl Node {
         match &self.role {
             Role::Leader(l) => {
                 let m = self.log.membership();
-                let same = m.members().filter(|id| **id != self.id).count() == l.progress.len()
+                let tracked = l.progress.iter().filter(|(_, p)| p.leaving.is_none());
+                let same = m.members().filter(|id| **id != self.id).count() == tracked.count()
                     && m.members()
                         .filter(|id| **id != self.id)
-                        .all(|id| l.progress.contains_key(id));
+                        .all(|id| l.progress.get(id).is_some_and(|p| p.leaving.is_none()));
                 (!same).then(|| m.clone())
             }
             _ => None,

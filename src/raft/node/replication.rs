@@ -44,8 +44,11 @@ impl Node {
             l.heartbeat_elapsed = 0;
             l.reads.start_round();
             self.broadcast_heartbeat();
+            // With no other voter, the round is proven as soon as it starts.
+            self.release_reads();
         }
         self.maybe_promote_learner();
+        self.forget_departed(10 * self.cfg.election_ticks.1);
     }
 
     /// Whether a majority of voters (us included) answered since the last check; resets
@@ -103,6 +106,7 @@ impl Node {
             l.reads.start_round();
             l.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
+            self.release_reads();
         }
         let Role::Leader(l) = &self.role else {
             return;

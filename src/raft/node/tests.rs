@@ -881,3 +881,77 @@ fn a_leader_that_removed_itself_and_crashed_does_not_stall_the_cluster() {
     assert!(c.get("n2").is_leader(), "the cluster stalled");
     assert!(!c.get("n2").membership().is_voter("n1"));
 }
+
+#[test]
+fn a_single_voter_leads_only_once_its_term_is_durable() {
+    // n1 votes alone; n2 learns. An election and a proposal share one Ready.
+    let mut m = voters(&["n1"]);
+    m.learners.insert("n2".into(), "addr-n2".into());
+    let mut n1 = Node::new(config("n1"), Restored::default(), Some(m)).unwrap();
+    n1.campaign();
+    assert!(n1.is_leader(), "a single voter wins at once");
+    n1.propose(Bytes::from("A")).unwrap();
+    let rd = n1.ready();
+    assert!(rd.hard_state.is_some());
+    assert!(
+        rd.messages.is_empty(),
+        "an Append left before the new term was durable"
+    );
+    assert!(
+        rd.persisted_messages
+            .iter()
+            .any(|m| m.to == "n2" && matches!(m.body, Body::Append(_)))
+    );
+}
+
+#[test]
+fn a_single_voter_answers_reads() {
+    let mut n = node("n1", &["n1"]);
+    n.campaign();
+    drain(&mut n);
+    n.read_index(3).unwrap();
+    let rd = n.ready();
+    assert_eq!(
+        rd.reads,
+        [ReadState {
+            id: 3,
+            index: Some(1)
+        }]
+    );
+    n.advance();
+}
+
+#[test]
+fn a_removed_follower_learns_of_its_removal_and_stays_quiet() {
+    // No PreVote, no CheckQuorum: only knowing it was removed keeps n3 from campaigning.
+    let mut c = Cluster::of(&["n1", "n2", "n3"]);
+    c.elect("n1");
+    c.get("n1")
+        .propose_change(ConfChange::Remove { id: "n3".into() })
+        .unwrap();
+    for _ in 0..3 {
+        c.get("n1").tick();
+        c.stabilize();
+    }
+    assert!(
+        !c.get("n3").membership().contains("n3"),
+        "n3 never received its removal"
+    );
+    let term = c.get("n1").term();
+    for _ in 0..5 * ELECTION.1 {
+        c.get("n3").tick();
+        c.stabilize();
+    }
+    assert_eq!(
+        c.get("n1").term(),
+        term,
+        "the removed node disturbed the leader"
+    );
+    assert!(c.get("n1").is_leader());
+    // Once it holds the removal and knows it committed, the leader forgets it.
+    for _ in 0..2 {
+        c.get("n1").tick();
+        c.stabilize();
+    }
+    assert!(!c.get("n1").status().matched.contains_key("n3"));
+}
