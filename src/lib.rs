@@ -4,6 +4,7 @@
 //! - [`raft`]: the consensus algorithm as a pure, deterministic state machine.
 //! - [`proto`]: the wire contract generated from `proto/` at build time.
 
+pub mod chat;
 pub mod encoding;
 pub mod proto;
 pub mod raft;

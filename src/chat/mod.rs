@@ -1,0 +1,100 @@
+//! The chat service's replicated state machine: accounts, sessions and messages.
+//!
+//! It is pure: [`apply`] takes a committed log entry's bytes and changes tables through the
+//! small [`Store`] interface, which `storage` implements over the on-disk database and
+//! [`MemoryStore`] implements in memory. Applying is deterministic on every replica:
+//! whatever varies (password hashes and salts, session tokens, times) is chosen once when
+//! a request is proposed and travels in the entry, and message ids are log indexes.
+//!
+//! Every write carries a client id and a sequence number ([`Envelope`]); the state machine
+//! keeps each client's last result, so a retry after a leader crash is applied once and
+//! answered with the first result.
+//!
+//! It does not hash or check passwords (the server does, before proposing, so that the
+//! slow hash runs once), stream messages (the server does, from [`query`]), or keep time.
+
+pub mod cmd;
+mod command;
+mod keys;
+mod memory;
+pub mod query;
+mod reply;
+mod state;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{Command, Envelope};
+pub use keys::{Account, Message};
+pub use memory::MemoryStore;
+pub use reply::{ChatError, Outcome, Reply};
+pub use state::apply;
+
+/// The tables of the chat state. Keys and values are bytes encoded by `keys`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// username -> account
+    Accounts,
+    /// token -> username
+    Sessions,
+    /// username \0 token -> ()
+    UserSessions,
+    /// id -> message
+    Messages,
+    /// username \0 id -> () for every message a user sent or received
+    UserMessages,
+    /// recipient \0 id -> () for every unread message
+    Unread,
+    /// a \0 b \0 id -> () with a <= b, for conversations
+    Conversations,
+    /// client id -> last sequence number and its outcome
+    Clients,
+}
+
+impl Table {
+    pub const ALL: [Table; 8] = [
+        Table::Accounts,
+        Table::Sessions,
+        Table::UserSessions,
+        Table::Messages,
+        Table::UserMessages,
+        Table::Unread,
+        Table::Conversations,
+        Table::Clients,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Accounts => "accounts",
+            Table::Sessions => "sessions",
+            Table::UserSessions => "user_sessions",
+            Table::Messages => "messages",
+            Table::UserMessages => "user_messages",
+            Table::Unread => "unread",
+            Table::Conversations => "conversations",
+            Table::Clients => "clients",
+        }
+    }
+}
+
+/// A failure of the store under the state machine (a disk error): fatal for the node.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Tables of bytes, the interface the state machine is written against.
+pub trait Store {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries whose key starts with `prefix` and is at least `from`, in key order, at
+    /// most `limit` of them.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError>;
+}
