@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Store, StoreError, Table};
+use super::{Rows, Store, StoreError, Table};
 
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
@@ -20,7 +20,7 @@ impl Store for MemoryStore {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Rows, StoreError> {
         let Some(t) = self.tables.get(&table) else {
             return Ok(Vec::new());
         };

@@ -83,6 +83,9 @@ impl Table {
 #[error("{0}")]
 pub struct StoreError(pub String);
 
+/// Key-value pairs, in key order.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Tables of bytes, the interface the state machine is written against.
 pub trait Store {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -94,7 +97,7 @@ pub trait Store {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Rows, StoreError>;
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError>;
 }
