@@ -42,6 +42,10 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.bytes(what)?.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
     }
 
+    pub fn remaining(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

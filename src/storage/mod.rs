@@ -5,6 +5,8 @@ mod error;
 mod fsutil;
 pub mod hardstate;
 pub mod log;
+pub mod node;
 pub mod snapshot;
+pub mod state;
 
 pub use error::{Result, StorageError};

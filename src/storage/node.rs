@@ -1,0 +1,367 @@
+//! A node's data directory: everything it needs to restart, and nothing shared.
+//!
+//! ```text
+//! DIR/hardstate     the term and vote, replaced atomically
+//! DIR/log/          the Raft log after the last snapshot, in segments
+//! DIR/snapshots/    the latest snapshot (a consistent export of the state)
+//! DIR/state.redb    the chat state and the index it has applied
+//! ```
+//!
+//! A node restarts from its database (at its last checkpoint) plus the log after it, never
+//! from the start of history; a snapshot is taken only from a durable checkpoint, and log
+//! segments are removed only behind a durable snapshot.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{Result, StorageError};
+use super::hardstate;
+use super::log::{LogStore, TornTail};
+use super::snapshot::{self, SnapshotReader, SnapshotWriter};
+use super::state::{Applied, StateDb};
+use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
+
+/// Where each part of a node's data lives.
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Layout {
+        Layout {
+            dir: dir.to_path_buf(),
+        }
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.redb")
+    }
+}
+
+/// What a node finds in its data directory when it starts.
+#[derive(Debug)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// The latest snapshot's metadata (the default if none).
+    pub snapshot: SnapshotMeta,
+    /// The log entries after the snapshot.
+    pub entries: Vec<Entry>,
+    /// The index the state database has durably applied.
+    pub applied: LogIndex,
+    /// A torn record cut off the end of the log, to be reported.
+    pub torn: Option<TornTail>,
+}
+
+pub struct NodeStorage {
+    layout: Layout,
+    log: LogStore,
+    state: StateDb,
+    snapshot: SnapshotMeta,
+}
+
+/// The metadata of the latest snapshot in `dir`, if any.
+pub fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, SnapshotMeta)>> {
+    match snapshot::list(dir)?.pop() {
+        None => Ok(None),
+        Some(path) => {
+            let meta = SnapshotReader::open(&path)?.meta;
+            Ok(Some((path, meta)))
+        }
+    }
+}
+
+impl NodeStorage {
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(NodeStorage, Recovered)> {
+        let layout = Layout::new(dir);
+        super::fsutil::create_dir(dir)?;
+        let hard_state = hardstate::load(dir)?;
+        let latest = latest_snapshot(&layout.snapshots())?;
+        let mut state = StateDb::open(&layout.state())?;
+        if let Some((path, meta)) = &latest
+            && state.applied() < meta.index
+        {
+            // A crash came between storing a received snapshot and importing it.
+            drop(state);
+            state = StateDb::import(&layout.state(), &mut SnapshotReader::open(path)?)?;
+            debug_assert_eq!(state.applied(), meta.index);
+        }
+        let snapshot = latest.map(|(_, m)| m).unwrap_or_default();
+        let (log, mut entries, torn) = LogStore::open(&layout.log(), segment_bytes)?;
+        entries.retain(|e| e.index > snapshot.index);
+        if let Some(first) = entries.first()
+            && first.index != snapshot.index + 1
+        {
+            return Err(StorageError::Corrupt {
+                what: "log",
+                path: layout.log(),
+                offset: 0,
+                detail: format!(
+                    "the log resumes at entry {} but the snapshot ends at {}",
+                    first.index, snapshot.index
+                ),
+            });
+        }
+        let applied = state.applied();
+        let recovered = Recovered {
+            hard_state,
+            snapshot: snapshot.clone(),
+            entries,
+            applied,
+            torn,
+        };
+        let storage = NodeStorage {
+            layout,
+            log,
+            state,
+            snapshot,
+        };
+        Ok((storage, recovered))
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn snapshot(&self) -> &SnapshotMeta {
+        &self.snapshot
+    }
+
+    pub fn state(&self) -> &StateDb {
+        &self.state
+    }
+
+    /// Step 1 of a Raft Ready: install a received snapshot (its file already stored by
+    /// the transport), append entries, replace the hard state, and sync once.
+    pub fn persist(
+        &mut self,
+        snapshot: Option<&SnapshotMeta>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<()> {
+        if let Some(meta) = snapshot {
+            self.install_snapshot(meta)?;
+        }
+        self.log.append(entries)?;
+        if !entries.is_empty() || snapshot.is_some() {
+            self.log.sync()?;
+        }
+        if let Some(hs) = hard_state {
+            hardstate::save(&self.layout.dir, hs)?;
+        }
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, meta: &SnapshotMeta) -> Result<()> {
+        let (path, stored) =
+            latest_snapshot(&self.layout.snapshots())?.ok_or_else(|| StorageError::Corrupt {
+                what: "snapshot",
+                path: self.layout.snapshots(),
+                offset: 0,
+                detail: format!("no snapshot file for entry {}", meta.index),
+            })?;
+        if &stored != meta {
+            return Err(StorageError::Corrupt {
+                what: "snapshot",
+                path,
+                offset: 0,
+                detail: format!(
+                    "stored snapshot is for entry {}, not {}",
+                    stored.index, meta.index
+                ),
+            });
+        }
+        self.state = StateDb::import(&self.layout.state(), &mut SnapshotReader::open(&path)?)?;
+        self.log.reset(meta.index + 1)?;
+        self.snapshot = meta.clone();
+        Ok(())
+    }
+
+    /// Where a snapshot received from a leader is written (see [`SnapshotWriter`]).
+    pub fn receive_snapshot(&self, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+        SnapshotWriter::create(&self.layout.snapshots(), meta)
+    }
+
+    /// Step 3 of a Ready: apply committed entries, in one transaction.
+    pub fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Applied>> {
+        self.state.apply(entries)
+    }
+
+    /// Makes the applied state durable.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.state.checkpoint()
+    }
+
+    /// Takes a snapshot at the applied index (which `meta` must describe), then removes
+    /// the log segments and older snapshots behind it.
+    pub fn take_snapshot(&mut self, meta: SnapshotMeta) -> Result<PathBuf> {
+        assert_eq!(
+            meta.index,
+            self.state.applied(),
+            "a snapshot is taken at the applied index"
+        );
+        self.state.checkpoint()?;
+        let mut writer = SnapshotWriter::create(&self.layout.snapshots(), meta.clone())?;
+        let index = self.state.export(&mut writer)?;
+        debug_assert_eq!(index, meta.index);
+        let path = writer.finish()?;
+        self.log.compact(meta.index)?;
+        self.snapshot = meta;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::cmd::{Register, Send};
+    use crate::chat::{Command, Envelope, query};
+    use crate::raft::{Membership, Payload};
+    use bytes::Bytes;
+
+    fn command(index: u64, command: Command) -> Entry {
+        let env = Envelope {
+            client_id: 1,
+            seq: index,
+            time_ms: index,
+            command,
+        };
+        Entry {
+            index,
+            term: 1,
+            payload: Payload::Command(Bytes::from(env.encode())),
+        }
+    }
+
+    /// A history: alice and bob register, then alice sends `n` messages.
+    fn history(n: u64) -> Vec<Entry> {
+        let mut out = vec![
+            command(
+                1,
+                Command::Register(Register {
+                    user: "alice".into(),
+                    password_hash: "h".into(),
+                    token: "ta".into(),
+                }),
+            ),
+            command(
+                2,
+                Command::Register(Register {
+                    user: "bob".into(),
+                    password_hash: "h".into(),
+                    token: "tb".into(),
+                }),
+            ),
+        ];
+        for i in 0..n {
+            out.push(command(
+                3 + i,
+                Command::Send(Send {
+                    user: "alice".into(),
+                    token: "ta".into(),
+                    to: "bob".into(),
+                    text: format!("message {i}"),
+                }),
+            ));
+        }
+        out
+    }
+
+    fn dump(s: &NodeStorage) -> String {
+        s.state().query(|st| query::dump(st)).unwrap()
+    }
+
+    #[test]
+    fn a_restart_replays_only_the_log_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = history(20);
+        let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.applied, 0);
+        s.persist(
+            None,
+            &log,
+            Some(&HardState {
+                term: 1,
+                vote: None,
+            }),
+        )
+        .unwrap();
+        s.apply(&log[..15]).unwrap();
+        s.checkpoint().unwrap();
+        let expected = {
+            s.apply(&log[15..]).unwrap();
+            dump(&s)
+        };
+        drop(s);
+        let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.hard_state.term, 1);
+        assert_eq!(rec.entries.len(), 22, "the log is whole");
+        assert!(rec.applied >= 15, "the checkpoint survived");
+        // The replay skips what the database already holds.
+        let replayed = s.apply(&rec.entries).unwrap();
+        assert_eq!(replayed.len() as u64, 22 - rec.applied);
+        assert!(replayed.iter().all(|a| a.index > rec.applied));
+        assert_eq!(dump(&s), expected);
+    }
+
+    #[test]
+    fn a_snapshot_compacts_the_log_and_a_restart_starts_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = history(40);
+        let (mut s, _) = NodeStorage::open(dir.path(), 600).unwrap();
+        s.persist(None, &log, None).unwrap();
+        s.apply(&log[..30]).unwrap();
+        let meta = SnapshotMeta {
+            index: 30,
+            term: 1,
+            membership: Membership::with_voters([("n1", "a".to_string())]),
+        };
+        s.take_snapshot(meta.clone()).unwrap();
+        s.apply(&log[30..]).unwrap();
+        s.checkpoint().unwrap();
+        let expected = dump(&s);
+        drop(s);
+        let (s, rec) = NodeStorage::open(dir.path(), 600).unwrap();
+        assert_eq!(rec.snapshot, meta);
+        assert_eq!(rec.entries.first().map(|e| e.index), Some(31));
+        assert_eq!(dump(&s), expected);
+        let segments = std::fs::read_dir(s.layout().log()).unwrap().count();
+        assert!(segments < 10, "segments behind the snapshot were removed");
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_state_and_log() {
+        // The leader's side: a state, exported as a snapshot.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let log = history(10);
+        let (mut leader, _) = NodeStorage::open(leader_dir.path(), 1 << 20).unwrap();
+        leader.persist(None, &log, None).unwrap();
+        leader.apply(&log).unwrap();
+        let meta = SnapshotMeta {
+            index: 12,
+            term: 1,
+            membership: Membership::default(),
+        };
+        let path = leader.take_snapshot(meta.clone()).unwrap();
+        // The follower's side: an unrelated log, then the snapshot streams in.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        s.persist(None, &history(2)[..2], None).unwrap();
+        let mut w = s.receive_snapshot(meta.clone()).unwrap();
+        let mut r = SnapshotReader::open(&path).unwrap();
+        while let Some(chunk) = r.next_chunk().unwrap() {
+            w.write(&chunk).unwrap();
+        }
+        w.finish().unwrap();
+        s.persist(Some(&meta), &[], None).unwrap();
+        assert_eq!(dump(&s), dump(&leader));
+        assert_eq!(s.state().applied(), 12);
+        drop(s);
+        let (_, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert!(rec.entries.is_empty(), "the old log is gone");
+        assert_eq!(rec.snapshot.index, 12);
+    }
+}

@@ -1,0 +1,368 @@
+//! The chat state on disk, in redb, with the index of the last applied entry stored in the
+//! same transaction as the state it describes: the two can never disagree.
+//!
+//! Applying is batched: each batch of committed entries is one transaction committed
+//! without an fsync (redb's `Durability::None`), and [`StateDb::checkpoint`] makes all of
+//! them durable at once. Between checkpoints the Raft log is what is durable: after a
+//! crash the database comes back at its last checkpoint and the node replays the log from
+//! there, so the log must never be compacted past [`StateDb::durable`].
+//!
+//! Why redb: pure Rust (no C toolchain on a fresh machine), ACID transactions with a
+//! copy-on-write B-tree that survives a crash at any point, a stable file format, and a
+//! durability switch per transaction, which is exactly what checkpointing needs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError, WriteTransaction,
+};
+
+use super::error::{IoContext, Result, StorageError};
+use super::snapshot::{SnapshotReader, SnapshotWriter};
+use crate::chat::{self, Outcome, Rows, Store, StoreError, Table};
+use crate::encoding::{Reader, put_bytes};
+use crate::raft::{Entry, LogIndex, Payload};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const APPLIED: &str = "applied";
+
+fn def(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(table.name())
+}
+
+fn db_err(path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Database {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// The result of applying one committed entry: the command's outcome, for the client
+/// waiting on it (None for entries that carry no command).
+#[derive(Debug)]
+pub struct Applied {
+    pub index: LogIndex,
+    pub outcome: Option<Outcome>,
+}
+
+pub struct StateDb {
+    path: PathBuf,
+    db: Database,
+    applied: LogIndex,
+    durable: LogIndex,
+}
+
+impl StateDb {
+    /// Opens (or creates) the database; after a crash it comes back at its last checkpoint.
+    pub fn open(path: &Path) -> Result<StateDb> {
+        let db = Database::create(path).map_err(|e| db_err(path, e))?;
+        let txn = db.begin_read().map_err(|e| db_err(path, e))?;
+        let applied = read_applied(&txn).map_err(|e| db_err(path, e))?;
+        drop(txn);
+        Ok(StateDb {
+            path: path.to_path_buf(),
+            db,
+            applied,
+            durable: applied,
+        })
+    }
+
+    /// The index of the last entry applied (durable or not).
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The index of the last entry applied durably: the log must keep what follows it.
+    pub fn durable(&self) -> LogIndex {
+        self.durable
+    }
+
+    /// Applies committed entries in one transaction, skipping those already applied (a
+    /// replay after a restart). Not durable until the next checkpoint.
+    pub fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Applied>> {
+        let fresh: Vec<&Entry> = entries.iter().filter(|e| e.index > self.applied).collect();
+        let Some(last) = fresh.last().map(|e| e.index) else {
+            return Ok(Vec::new());
+        };
+        let mut txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| db_err(&self.path, e))?;
+        let mut results = Vec::with_capacity(fresh.len());
+        {
+            let mut store = WriteStore { txn: &txn };
+            for entry in fresh {
+                let outcome = match &entry.payload {
+                    Payload::Command(data) => Some(
+                        chat::apply(&mut store, entry.index, data)
+                            .map_err(|e| db_err(&self.path, e))?,
+                    ),
+                    Payload::Noop | Payload::Membership(_) => None,
+                };
+                results.push(Applied {
+                    index: entry.index,
+                    outcome,
+                });
+            }
+            let mut meta = txn.open_table(META).map_err(|e| db_err(&self.path, e))?;
+            meta.insert(APPLIED, last)
+                .map_err(|e| db_err(&self.path, e))?;
+        }
+        txn.commit().map_err(|e| db_err(&self.path, e))?;
+        self.applied = last;
+        Ok(results)
+    }
+
+    /// Makes everything applied so far durable (one fsync).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.durable == self.applied {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| db_err(&self.path, e))?;
+        txn.commit().map_err(|e| db_err(&self.path, e))?;
+        self.durable = self.applied;
+        Ok(())
+    }
+
+    /// Runs a read-only query against a consistent view of the state.
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> std::result::Result<T, StoreError>,
+    ) -> Result<T> {
+        let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        f(&ReadStore { txn: &txn }).map_err(|e| db_err(&self.path, e))
+    }
+
+    /// Writes every table into a snapshot, from one consistent view. Returns the applied
+    /// index that view describes.
+    pub fn export(&self, out: &mut SnapshotWriter) -> Result<LogIndex> {
+        let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        let applied = read_applied(&txn).map_err(|e| db_err(&self.path, e))?;
+        export_tables(&txn, out).map_err(|e| match e {
+            ExportError::Db(e) => db_err(&self.path, e),
+            ExportError::Storage(e) => e,
+        })?;
+        Ok(applied)
+    }
+
+    /// Replaces the database at `path` with a snapshot's content, atomically: it is built
+    /// beside, made durable, then renamed over the old one.
+    pub fn import(path: &Path, snapshot: &mut SnapshotReader) -> Result<StateDb> {
+        let tmp = path.with_extension("import");
+        if tmp.exists() {
+            fs::remove_file(&tmp).at(&tmp)?;
+        }
+        {
+            let db = Database::create(&tmp).map_err(|e| db_err(&tmp, e))?;
+            let txn = db.begin_write().map_err(|e| db_err(&tmp, e))?;
+            let index = snapshot.meta.index;
+            let mut pending = Vec::new();
+            while let Some(chunk) = snapshot.next_chunk()? {
+                pending.extend_from_slice(&chunk);
+                let used = import_rows(&txn, &pending).map_err(|e| db_err(&tmp, e))?;
+                pending.drain(..used);
+            }
+            if !pending.is_empty() {
+                return Err(db_err(&tmp, "snapshot data ends inside a row"));
+            }
+            {
+                let mut meta = txn.open_table(META).map_err(|e| db_err(&tmp, e))?;
+                meta.insert(APPLIED, index).map_err(|e| db_err(&tmp, e))?;
+            }
+            txn.commit().map_err(|e| db_err(&tmp, e))?;
+        }
+        fs::rename(&tmp, path).at(path)?;
+        super::fsutil::sync_dir(path.parent().expect("a file has a directory"))?;
+        StateDb::open(path)
+    }
+}
+
+fn read_applied(txn: &ReadTransaction) -> std::result::Result<LogIndex, redb::Error> {
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta.get(APPLIED)?.map_or(0, |v| v.value())),
+        Err(TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+enum ExportError {
+    Db(redb::Error),
+    Storage(StorageError),
+}
+
+impl<E: Into<redb::Error>> From<E> for ExportError {
+    fn from(e: E) -> ExportError {
+        ExportError::Db(e.into())
+    }
+}
+
+/// Rows are `table: u8 | key | value`, table by its position in [`Table::ALL`].
+fn export_tables(
+    txn: &ReadTransaction,
+    out: &mut SnapshotWriter,
+) -> std::result::Result<(), ExportError> {
+    let mut buf = Vec::new();
+    for (i, table) in Table::ALL.into_iter().enumerate() {
+        let t = match txn.open_table(def(table)) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for row in t.iter()? {
+            let (k, v) = row?;
+            buf.push(i as u8);
+            put_bytes(&mut buf, k.value());
+            put_bytes(&mut buf, v.value());
+            if buf.len() >= super::snapshot::CHUNK {
+                out.write(&buf).map_err(ExportError::Storage)?;
+                buf.clear();
+            }
+        }
+    }
+    out.write(&buf).map_err(ExportError::Storage)
+}
+
+/// Inserts the whole rows at the start of `data`; returns how many bytes they used.
+fn import_rows(txn: &WriteTransaction, data: &[u8]) -> std::result::Result<usize, String> {
+    let mut used = 0;
+    let mut r = Reader::new(data);
+    while !r.is_empty() {
+        let row = (|| {
+            let t = r.u8("table")? as usize;
+            let k = r.bytes("key")?;
+            let v = r.bytes("value")?;
+            Ok::<_, String>((t, k, v))
+        })();
+        let Ok((t, k, v)) = row else { break };
+        let table = *Table::ALL.get(t).ok_or(format!("unknown table {t}"))?;
+        let mut open = txn.open_table(def(table)).map_err(|e| e.to_string())?;
+        open.insert(k, v).map_err(|e| e.to_string())?;
+        used = data.len() - r.remaining();
+    }
+    Ok(used)
+}
+
+/// The chat tables inside a write transaction.
+struct WriteStore<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl Store for WriteStore<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(def(table)).map_err(store_err)?;
+        Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> std::result::Result<Rows, StoreError> {
+        let t = self.txn.open_table(def(table)).map_err(store_err)?;
+        scan_table(&t, prefix, from, limit)
+    }
+
+    fn put(
+        &mut self,
+        table: Table,
+        key: &[u8],
+        value: &[u8],
+    ) -> std::result::Result<(), StoreError> {
+        let mut t = self.txn.open_table(def(table)).map_err(store_err)?;
+        t.insert(key, value).map_err(store_err)?;
+        Ok(())
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> std::result::Result<(), StoreError> {
+        let mut t = self.txn.open_table(def(table)).map_err(store_err)?;
+        t.remove(key).map_err(store_err)?;
+        Ok(())
+    }
+}
+
+/// The chat tables in a read transaction (queries and offline inspection).
+struct ReadStore<'a> {
+    txn: &'a ReadTransaction,
+}
+
+impl Store for ReadStore<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        match self.txn.open_table(def(table)) {
+            Ok(t) => Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec())),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> std::result::Result<Rows, StoreError> {
+        match self.txn.open_table(def(table)) {
+            Ok(t) => scan_table(&t, prefix, from, limit),
+            Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    fn put(&mut self, _: Table, _: &[u8], _: &[u8]) -> std::result::Result<(), StoreError> {
+        Err(StoreError("a read-only view cannot be written".into()))
+    }
+
+    fn delete(&mut self, _: Table, _: &[u8]) -> std::result::Result<(), StoreError> {
+        Err(StoreError("a read-only view cannot be written".into()))
+    }
+}
+
+fn scan_table(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    prefix: &[u8],
+    from: &[u8],
+    limit: usize,
+) -> std::result::Result<Rows, StoreError> {
+    let start = if from > prefix { from } else { prefix };
+    let mut out = Vec::new();
+    for row in t.range::<&[u8]>(start..).map_err(store_err)? {
+        let (k, v) = row.map_err(store_err)?;
+        if !k.value().starts_with(prefix) || out.len() == limit {
+            break;
+        }
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Opens a stopped node's database without changing it, for `raftchat inspect`. A
+/// database that needs recovery (its node was killed) is recovered on a copy.
+pub fn read_only<T>(
+    path: &Path,
+    f: impl FnOnce(LogIndex, &dyn Store) -> std::result::Result<T, StoreError>,
+) -> Result<T> {
+    let run = |db: &dyn ReadableDatabase| -> Result<T> {
+        let txn = db.begin_read().map_err(|e| db_err(path, e))?;
+        let applied = read_applied(&txn).map_err(|e| db_err(path, e))?;
+        f(applied, &ReadStore { txn: &txn }).map_err(|e| db_err(path, e))
+    };
+    match ReadOnlyDatabase::open(path) {
+        Ok(db) => run(&db),
+        Err(_) => {
+            let copy_dir = tempfile::tempdir().at(path)?;
+            let copy = copy_dir.path().join("state.redb");
+            fs::copy(path, &copy).at(path)?;
+            let db = Database::open(&copy).map_err(|e| db_err(path, e))?;
+            run(&db)
+        }
+    }
+}
