@@ -3,9 +3,13 @@
 //! The layers (see DESIGN.md beside the repository) call one way only:
 //! - [`raft`]: the consensus algorithm as a pure, deterministic state machine.
 //! - [`proto`]: the wire contract generated from `proto/` at build time.
+//! - [`chat`]: the replicated chat state machine, pure.
+//! - [`storage`]: what is durable: the Raft log, term and vote, snapshots, chat state.
+//! - [`inspect`]: reads a stopped node's data directory offline.
 
 pub mod chat;
 pub mod encoding;
+pub mod inspect;
 pub mod proto;
 pub mod raft;
 pub mod storage;
