@@ -1,0 +1,192 @@
+//! How fast the storage layer is, on this machine's disk:
+//! - the raw cost of one fdatasync (write 100 bytes, sync), p50 and p99;
+//! - the Raft log with group commit: entries per second and per fsync when B entries of
+//!   100 bytes share each sync;
+//! - applying chat messages to the state database, with a checkpoint per batch;
+//! - restart: opening a data directory whose state holds N messages (1,000,000 by
+//!   default, `BENCH_MESSAGES` to change) until the first query is answered.
+//!
+//! `cargo bench --bench storage`. Every loop is bounded in count and in time.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftchat::chat::cmd::{Register, Send};
+use raftchat::chat::{self, Envelope, query};
+use raftchat::raft::{Entry, Membership, Payload, SnapshotMeta};
+use raftchat::storage::log::LogStore;
+use raftchat::storage::node::NodeStorage;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+fn raw_fdatasync(dir: &std::path::Path) {
+    let path = dir.join("fsync-probe");
+    let mut f = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < 2000 && started.elapsed() < Duration::from_secs(5) {
+        let t = Instant::now();
+        f.write_all(&[b'x'; 100]).unwrap();
+        f.sync_data().unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    println!(
+        "raw fdatasync (100-byte append):  p50 {:>7.3} ms   p99 {:>7.3} ms   ({} samples)",
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
+
+fn group_commit(dir: &std::path::Path) {
+    println!("raft log, 100-byte entries, one fsync per batch:");
+    println!("{:>8} {:>14} {:>12} {:>14}", "batch", "entries/s", "fsyncs/s", "entries/fsync");
+    for batch in [1u64, 16, 64, 256] {
+        let sub = dir.join(format!("log-{batch}"));
+        let (mut log, _, _) = LogStore::open(&sub, 64 << 20).unwrap();
+        let payload = Bytes::from(vec![b'm'; 100]);
+        let mut next = 1;
+        let mut syncs = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) && next < 2_000_000 {
+            let entries: Vec<Entry> = (next..next + batch)
+                .map(|index| Entry {
+                    index,
+                    term: 1,
+                    payload: Payload::Command(payload.clone()),
+                })
+                .collect();
+            log.append(&entries).unwrap();
+            log.sync().unwrap();
+            next += batch;
+            syncs += 1;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let entries = (next - 1) as f64;
+        println!(
+            "{batch:>8} {:>14.0} {:>12.0} {:>14}",
+            entries / secs,
+            syncs as f64 / secs,
+            batch
+        );
+    }
+}
+
+fn command(index: u64, command: chat::Command) -> Entry {
+    let env = Envelope {
+        client_id: 1 + index % 64,
+        seq: index,
+        time_ms: index,
+        command,
+    };
+    Entry {
+        index,
+        term: 1,
+        payload: Payload::Command(Bytes::from(env.encode())),
+    }
+}
+
+fn restart(dir: &std::path::Path, messages: u64) {
+    let node = dir.join("node");
+    let (mut s, _) = NodeStorage::open(&node, 64 << 20).unwrap();
+    let mut index = 0;
+    let mut next = |c| {
+        index += 1;
+        command(index, c)
+    };
+    let users: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
+    let mut setup: Vec<Entry> = users
+        .iter()
+        .map(|u| {
+            next(chat::Command::Register(Register {
+                user: u.clone(),
+                password_hash: "h".into(),
+                token: format!("t-{u}"),
+            }))
+        })
+        .collect();
+    s.persist(None, &setup, None).unwrap();
+    s.apply(&setup).unwrap();
+    setup.clear();
+    let text = "x".repeat(100);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < messages {
+        let batch: Vec<Entry> = (0..1000.min(messages - sent))
+            .map(|i| {
+                let from = &users[((sent + i) % 100) as usize];
+                let to = &users[((sent + i + 1) % 100) as usize];
+                next(chat::Command::Send(Send {
+                    user: from.clone(),
+                    token: format!("t-{from}"),
+                    to: to.clone(),
+                    text: text.clone(),
+                }))
+            })
+            .collect();
+        sent += batch.len() as u64;
+        s.persist(None, &batch, None).unwrap();
+        s.apply(&batch).unwrap();
+        s.checkpoint().unwrap();
+    }
+    let apply_secs = started.elapsed().as_secs_f64();
+    println!(
+        "apply: {messages} messages of 100 bytes in {apply_secs:.1} s ({:.0}/s, batches of 1000 with a checkpoint each)",
+        messages as f64 / apply_secs
+    );
+    let applied = s.state().applied();
+    let snap = Instant::now();
+    s.take_snapshot(SnapshotMeta {
+        index: applied,
+        term: 1,
+        membership: Membership::with_voters([("n1", "127.0.0.1:1".into())]),
+    })
+    .unwrap();
+    println!("snapshot of that state: {:.1} s", snap.elapsed().as_secs_f64());
+    // A tail of the log after the snapshot, as a running node would have.
+    let tail: Vec<Entry> = (0..500)
+        .map(|i| {
+            next(chat::Command::Send(Send {
+                user: "user0".into(),
+                token: "t-user0".into(),
+                to: "user1".into(),
+                text: format!("tail {i}"),
+            }))
+        })
+        .collect();
+    s.persist(None, &tail, None).unwrap();
+    drop(s);
+    let started = Instant::now();
+    let (s, rec) = NodeStorage::open(&node, 64 << 20).unwrap();
+    let exists = s
+        .state()
+        .query(|st| query::user_exists(st, "user42"))
+        .unwrap();
+    let restart = started.elapsed();
+    assert!(exists && rec.entries.len() == 500);
+    let size: u64 = std::fs::metadata(node.join("state.redb")).unwrap().len();
+    println!(
+        "restart with {messages} messages ({} MB database, 500-entry log tail): open to first query {:.0} ms",
+        size >> 20,
+        restart.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let messages = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 2_000 } else { 1_000_000 });
+    // On the target directory's disk, not a tmpfs, so fsync costs what it really costs.
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tempfile::tempdir_in(base).unwrap();
+    raw_fdatasync(dir.path());
+    group_commit(dir.path());
+    restart(dir.path(), messages);
+}
