@@ -25,7 +25,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn raw_fdatasync(dir: &std::path::Path) {
     let path = dir.join("fsync-probe");
-    let mut f = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     let mut samples = Vec::new();
     let started = Instant::now();
     while samples.len() < 2000 && started.elapsed() < Duration::from_secs(5) {
@@ -45,7 +49,10 @@ fn raw_fdatasync(dir: &std::path::Path) {
 
 fn group_commit(dir: &std::path::Path) {
     println!("raft log, 100-byte entries, one fsync per batch:");
-    println!("{:>8} {:>14} {:>12} {:>14}", "batch", "entries/s", "fsyncs/s", "entries/fsync");
+    println!(
+        "{:>8} {:>14} {:>12} {:>14}",
+        "batch", "entries/s", "fsyncs/s", "entries/fsync"
+    );
     for batch in [1u64, 16, 64, 256] {
         let sub = dir.join(format!("log-{batch}"));
         let (mut log, _, _) = LogStore::open(&sub, 64 << 20).unwrap();
@@ -147,7 +154,10 @@ fn restart(dir: &std::path::Path, messages: u64) {
         membership: Membership::with_voters([("n1", "127.0.0.1:1".into())]),
     })
     .unwrap();
-    println!("snapshot of that state: {:.1} s", snap.elapsed().as_secs_f64());
+    println!(
+        "snapshot of that state: {:.1} s",
+        snap.elapsed().as_secs_f64()
+    );
     // A tail of the log after the snapshot, as a running node would have.
     let tail: Vec<Entry> = (0..500)
         .map(|i| {

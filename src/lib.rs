@@ -8,8 +8,10 @@
 //! - [`inspect`]: reads a stopped node's data directory offline.
 
 pub mod chat;
+pub mod client;
 pub mod encoding;
 pub mod inspect;
 pub mod proto;
 pub mod raft;
+pub mod server;
 pub mod storage;

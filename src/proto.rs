@@ -5,3 +5,16 @@
 pub mod raft {
     tonic::include_proto!("raftchat.raft");
 }
+
+/// The client protocol (`proto/chat.proto`).
+pub mod chat {
+    tonic::include_proto!("raftchat.chat");
+}
+
+/// The operators' protocol (`proto/admin.proto`).
+pub mod admin {
+    tonic::include_proto!("raftchat.admin");
+}
+
+/// Every proto's descriptors, for gRPC server reflection.
+pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

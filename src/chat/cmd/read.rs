@@ -53,8 +53,10 @@ impl Read {
             let id = keys::trailing_id(&key);
             messages.push(cx.message(id)?);
         }
-        for m in messages.iter_mut().filter(|m| m.to == self.user && !m.read) {
-            cx.mark_read(m)?;
+        // The reply shows each message as it was before this read marked it, so the
+        // reader can tell which ones are new.
+        for m in messages.iter().filter(|m| m.to == self.user && !m.read) {
+            cx.mark_read(&mut m.clone())?;
         }
         Ok(Reply::Messages(messages))
     }

@@ -319,6 +319,16 @@ impl Node {
         self.propose_payload(Payload::Membership(next))
     }
 
+    /// What a snapshot of the state at `index` stands for (term and configuration there),
+    /// so the application can write it before [`Node::compact`] forgets the entries.
+    pub fn snapshot_meta(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        Some(SnapshotMeta {
+            index,
+            term: self.log.term(index)?,
+            membership: self.log.membership_at(index).clone(),
+        })
+    }
+
     /// Forgets the log up to `index`, which the application has captured in a snapshot
     /// (at most its applied index, and never beyond what is durable). Returns what the
     /// snapshot stands for, to be stored with its data.

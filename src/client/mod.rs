@@ -1,0 +1,416 @@
+//! The client library: a list of endpoints, a cached leader, redirects followed, retries
+//! with exponential backoff and jitter inside a deadline, and a request id on every write
+//! so that a retry is applied at most once.
+//!
+//! A request that fails with UNAVAILABLE (no leader, no quorum, a node going away) or a
+//! transport error is retried, on the leader named in the redirect if there is one and on
+//! the next endpoint otherwise; every other error is the answer. A write keeps its request
+//! id across its retries: the state machine answers a repeat with the first result.
+
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::proto::admin::admin_client::AdminClient;
+use crate::proto::chat as pb;
+use crate::proto::chat::chat_client::ChatClient;
+use crate::server::LEADER_KEY;
+
+/// A failed request: its gRPC code and one line for a person.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ClientError {
+    /// The code's name as the scenario language writes it (`unavailable`, ...).
+    pub fn code_name(&self) -> &'static str {
+        match self.code {
+            Code::InvalidArgument => "invalid_argument",
+            Code::AlreadyExists => "already_exists",
+            Code::NotFound => "not_found",
+            Code::Unauthenticated => "unauthenticated",
+            Code::PermissionDenied => "permission_denied",
+            Code::FailedPrecondition => "failed_precondition",
+            Code::Unavailable | Code::DeadlineExceeded => "unavailable",
+            _ => "internal",
+        }
+    }
+
+    fn from_status(s: &Status) -> ClientError {
+        ClientError {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// How long to keep trying.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// The whole request, retries included.
+    pub deadline: Duration,
+    /// One attempt on one node (a paused node accepts connections but never answers).
+    pub attempt: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            deadline: Duration::from_secs(10),
+            attempt: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Client {
+    endpoints: Vec<String>,
+    /// The index in `endpoints` to try first (the leader, when known).
+    current: usize,
+    channels: Vec<Option<Channel>>,
+    client_id: u64,
+    seq: u64,
+    pub timeouts: Timeouts,
+    rng: crate::raft::Rng,
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+impl Client {
+    pub fn new(endpoints: Vec<String>) -> Client {
+        let n = endpoints.len();
+        Client {
+            endpoints,
+            current: 0,
+            channels: vec![None; n],
+            client_id: random_u64() | 1,
+            seq: 0,
+            timeouts: Timeouts::default(),
+            rng: crate::raft::Rng::new(random_u64()),
+        }
+    }
+
+    /// The endpoint requests go to first (the leader, once found).
+    pub fn preferred(&self) -> &str {
+        &self.endpoints[self.current]
+    }
+
+    /// Sends the next request to `address` first (adding it to the endpoints if new).
+    pub fn prefer(&mut self, address: &str) {
+        self.current = match self.endpoints.iter().position(|e| e == address) {
+            Some(i) => i,
+            None => {
+                self.endpoints.push(address.to_string());
+                self.channels.push(None);
+                self.endpoints.len() - 1
+            }
+        };
+    }
+
+    fn channel(&mut self, i: usize) -> Result<Channel, ClientError> {
+        if let Some(c) = &self.channels[i] {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.endpoints[i]))
+            .map_err(|e| ClientError {
+                code: Code::InvalidArgument,
+                message: format!("cluster: bad address {}: {e}", self.endpoints[i]),
+            })?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        self.channels[i] = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// A fresh request id for a write (kept by the caller across its retries).
+    pub fn next_id(&mut self) -> pb::RequestId {
+        self.seq += 1;
+        pb::RequestId {
+            client_id: self.client_id,
+            seq: self.seq,
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the deadline passes.
+    pub async fn call<T, F, Fut>(&mut self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        let mut last = ClientError {
+            code: Code::Unavailable,
+            message: "no node answered".into(),
+        };
+        loop {
+            let left = self.timeouts.deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ClientError {
+                    code: Code::Unavailable,
+                    message: format!(
+                        "no answer within {:.1}s: {}",
+                        self.timeouts.deadline.as_secs_f64(),
+                        last.message
+                    ),
+                });
+            }
+            let channel = self.channel(self.current)?;
+            let attempt = self.timeouts.attempt.min(left);
+            let status = match tokio::time::timeout(attempt, op(channel)).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(status)) => status,
+                Err(_) => Status::unavailable(format!(
+                    "{} did not answer within {:.1}s",
+                    self.endpoints[self.current],
+                    attempt.as_secs_f64()
+                )),
+            };
+            if !matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+            ) {
+                return Err(ClientError::from_status(&status));
+            }
+            last = ClientError::from_status(&status);
+            match status
+                .metadata()
+                .get(LEADER_KEY)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(leader) if leader != self.endpoints[self.current] => {
+                    let leader = leader.to_string();
+                    self.prefer(&leader);
+                    continue; // a redirect: go there at once
+                }
+                _ => self.current = (self.current + 1) % self.endpoints.len(),
+            }
+            // Jitter spreads the retries of many clients after a failover.
+            let jitter = self.rng.range(0, backoff.as_millis() as u64 + 1);
+            tokio::time::sleep(Duration::from_millis(jitter) + backoff / 2).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    pub async fn register(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<pb::LoginReply, ClientError> {
+        let req = pb::Credentials {
+            id: Some(self.next_id()),
+            user: user.into(),
+            password: password.into(),
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .register(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<pb::LoginReply, ClientError> {
+        let req = pb::Credentials {
+            id: Some(self.next_id()),
+            user: user.into(),
+            password: password.into(),
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move { ChatClient::new(c).login(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    fn session(&mut self, user: &str, token: &str) -> pb::Session {
+        pb::Session {
+            id: Some(self.next_id()),
+            user: user.into(),
+            token: token.into(),
+        }
+    }
+
+    pub async fn logout(&mut self, user: &str, token: &str) -> Result<(), ClientError> {
+        let req = self.session(user, token);
+        self.call(|c| {
+            let req = req.clone();
+            async move { ChatClient::new(c).logout(req).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    pub async fn check_username(&mut self, user: &str) -> Result<bool, ClientError> {
+        let req = pb::CheckUsernameRequest { user: user.into() };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .check_username(req)
+                    .await
+                    .map(|r| r.into_inner().exists)
+            }
+        })
+        .await
+    }
+
+    pub async fn list_accounts(
+        &mut self,
+        pattern: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, ClientError> {
+        let req = pb::ListAccountsRequest {
+            pattern: pattern.into(),
+            after: after.into(),
+            limit,
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .list_accounts(req)
+                    .await
+                    .map(|r| r.into_inner().users)
+            }
+        })
+        .await
+    }
+
+    pub async fn send(
+        &mut self,
+        user: &str,
+        token: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<pb::SendReply, ClientError> {
+        let req = pb::SendRequest {
+            session: Some(self.session(user, token)),
+            to: to.into(),
+            text: text.into(),
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move { ChatClient::new(c).send(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn read(
+        &mut self,
+        user: &str,
+        token: &str,
+        with: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<pb::ChatMessage>, ClientError> {
+        let req = pb::ReadRequest {
+            session: Some(self.session(user, token)),
+            with: with.into(),
+            after,
+            limit,
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .read_messages(req)
+                    .await
+                    .map(|r| r.into_inner().messages)
+            }
+        })
+        .await
+    }
+
+    pub async fn delete_messages(
+        &mut self,
+        user: &str,
+        token: &str,
+        ids: Vec<u64>,
+        all: bool,
+    ) -> Result<u64, ClientError> {
+        let req = pb::DeleteMessagesRequest {
+            session: Some(self.session(user, token)),
+            ids,
+            all,
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .delete_messages(req)
+                    .await
+                    .map(|r| r.into_inner().deleted)
+            }
+        })
+        .await
+    }
+
+    pub async fn delete_account(&mut self, user: &str, token: &str) -> Result<(), ClientError> {
+        let req = self.session(user, token);
+        self.call(|c| {
+            let req = req.clone();
+            async move { ChatClient::new(c).delete_account(req).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// Opens a message stream from whichever node answers, resuming after `after`.
+    pub async fn subscribe(
+        &mut self,
+        user: &str,
+        token: &str,
+        after: u64,
+    ) -> Result<tonic::Streaming<pb::ChatMessage>, ClientError> {
+        let req = pb::SubscribeRequest {
+            user: user.into(),
+            token: token.into(),
+            after,
+        };
+        self.call(|c| {
+            let req = req.clone();
+            async move {
+                ChatClient::new(c)
+                    .subscribe(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// The status of the node at endpoint `i` (for the lab and tests).
+    pub async fn status_of(
+        &mut self,
+        i: usize,
+    ) -> Result<crate::proto::admin::StatusReply, ClientError> {
+        let channel = self.channel(i)?;
+        let attempt = self.timeouts.attempt;
+        let mut admin = AdminClient::new(channel);
+        let call = admin.status(crate::proto::admin::StatusRequest {});
+        match tokio::time::timeout(attempt, call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(ClientError::from_status(&s)),
+            Err(_) => Err(ClientError {
+                code: Code::Unavailable,
+                message: format!("{} did not answer", self.endpoints[i]),
+            }),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The admin service: status, membership changes, leadership transfer, compaction.
+
+use tonic::{Request, Response, Status};
+
+use super::handle::NodeHandle;
+use crate::proto::admin as pb;
+use crate::proto::admin::admin_server::Admin;
+use crate::raft::ConfChange;
+
+pub struct AdminService {
+    pub node: NodeHandle,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let st = self.node.status();
+        let leader_address = st.leader_address().map(|(_, a)| a).unwrap_or_default();
+        let members = st
+            .membership
+            .voters
+            .iter()
+            .map(|(id, a)| (id, a, true))
+            .chain(st.membership.learners.iter().map(|(id, a)| (id, a, false)))
+            .map(|(id, address, voter)| pb::Member {
+                id: id.clone(),
+                address: address.clone(),
+                voter,
+            })
+            .collect();
+        Ok(Response::new(pb::StatusReply {
+            id: st.id.clone(),
+            role: st.role.to_string(),
+            term: st.term,
+            leader: st.leader.clone().unwrap_or_default(),
+            leader_address,
+            commit: st.commit,
+            applied: st.applied,
+            last_index: st.last_index,
+            snapshot_index: st.snapshot_index,
+            members,
+            progress: st
+                .matched
+                .iter()
+                .map(|(id, m)| pb::PeerProgress {
+                    id: id.clone(),
+                    match_index: *m,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.into_inner();
+        if r.id.is_empty() || r.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "id and address: both are required",
+            ));
+        }
+        let index = self
+            .node
+            .change(ConfChange::AddLearner {
+                id: r.id,
+                address: r.address,
+            })
+            .await?;
+        Ok(Response::new(pb::ChangeReply { index }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let id = request.into_inner().id;
+        let index = self.node.change(ConfChange::Remove { id }).await?;
+        Ok(Response::new(pb::ChangeReply { index }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let index = self.node.transfer(request.into_inner().id).await?;
+        Ok(Response::new(pb::ChangeReply { index }))
+    }
+
+    async fn compact(
+        &self,
+        _: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CompactReply>, Status> {
+        let snapshot_index = self.node.compact().await?;
+        Ok(Response::new(pb::CompactReply { snapshot_index }))
+    }
+}

@@ -1,0 +1,375 @@
+//! The chat service: each request becomes a command proposed through Raft (writes) or a
+//! query run after a ReadIndex (reads). Everything that varies (password hashes with their
+//! salts, session tokens, times) is chosen here, once, and travels in the log entry.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::error::chat_status;
+use super::handle::NodeHandle;
+use crate::chat::cmd::{self, DeleteAccount, DeleteMessages, Login, Logout, Read, Register};
+use crate::chat::{self, ChatError, Command, Envelope, Reply, query, validate};
+use crate::proto::chat as pb;
+use crate::proto::chat::chat_server::Chat;
+
+pub struct ChatService {
+    pub node: NodeHandle,
+}
+
+const DEFAULT_PAGE: u32 = 100;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn new_token() -> Result<String, Status> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn invalid(e: ChatError) -> Status {
+    chat_status(e)
+}
+
+fn page(limit: u32) -> Result<u32, Status> {
+    let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+    validate::page(limit).map_err(invalid)?;
+    Ok(limit)
+}
+
+/// A hash to verify against when the account does not exist, so that a wrong username
+/// costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"decoy password")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+async fn hash_password(password: String) -> Result<String, Status> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Status::internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, Status> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn envelope(id: Option<pb::RequestId>, command: Command) -> Result<Vec<u8>, Status> {
+    command.validate().map_err(invalid)?;
+    let id = id.unwrap_or_default();
+    Ok(Envelope {
+        client_id: id.client_id,
+        seq: id.seq,
+        time_ms: now_ms(),
+        command,
+    }
+    .encode())
+}
+
+fn session(s: Option<pb::Session>) -> Result<pb::Session, Status> {
+    s.ok_or_else(|| Status::invalid_argument("session: missing"))
+}
+
+fn message_to_wire(m: chat::Message) -> pb::ChatMessage {
+    pb::ChatMessage {
+        id: m.id,
+        from: m.from,
+        to: m.to,
+        text: m.text,
+        time_ms: m.time_ms,
+        read: m.read,
+    }
+}
+
+impl ChatService {
+    async fn run(&self, data: Vec<u8>) -> Result<Reply, Status> {
+        self.node.propose(data).await?.map_err(chat_status)
+    }
+}
+
+type MessageStream = Pin<Box<dyn Stream<Item = Result<pb::ChatMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Chat for ChatService {
+    async fn register(
+        &self,
+        request: Request<pb::Credentials>,
+    ) -> Result<Response<pb::LoginReply>, Status> {
+        let r = request.into_inner();
+        validate::username("user", &r.user).map_err(invalid)?;
+        validate::password(&r.password).map_err(invalid)?;
+        let password_hash = hash_password(r.password).await?;
+        let token = new_token()?;
+        let command = Command::Register(Register {
+            user: r.user,
+            password_hash,
+            token,
+        });
+        match self.run(envelope(r.id, command)?).await? {
+            Reply::Registered { token } => Ok(Response::new(pb::LoginReply { token, unread: 0 })),
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::Credentials>,
+    ) -> Result<Response<pb::LoginReply>, Status> {
+        let r = request.into_inner();
+        validate::username("user", &r.user).map_err(invalid)?;
+        validate::password(&r.password).map_err(invalid)?;
+        let user = r.user.clone();
+        let account = self
+            .node
+            .query(move |store| query::account(store, &user))
+            .await?;
+        let hash = account.map_or_else(|| decoy_hash().to_string(), |a| a.password_hash);
+        let matches = verify_password(r.password, hash).await?;
+        if !matches {
+            return Err(Status::unauthenticated("wrong username or password"));
+        }
+        let command = Command::Login(Login {
+            user: r.user,
+            token: new_token()?,
+        });
+        match self.run(envelope(r.id, command)?).await? {
+            Reply::LoggedIn { token, unread } => {
+                Ok(Response::new(pb::LoginReply { token, unread }))
+            }
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn logout(&self, request: Request<pb::Session>) -> Result<Response<pb::Empty>, Status> {
+        let s = request.into_inner();
+        let command = Command::Logout(Logout {
+            user: s.user,
+            token: s.token,
+        });
+        self.run(envelope(s.id, command)?).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn check_username(
+        &self,
+        request: Request<pb::CheckUsernameRequest>,
+    ) -> Result<Response<pb::CheckUsernameReply>, Status> {
+        let user = request.into_inner().user;
+        validate::username("user", &user).map_err(invalid)?;
+        let exists = self
+            .node
+            .query(move |store| query::user_exists(store, &user))
+            .await?;
+        Ok(Response::new(pb::CheckUsernameReply { exists }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsReply>, Status> {
+        let r = request.into_inner();
+        let limit = page(r.limit)? as usize;
+        let pattern = if r.pattern.is_empty() {
+            "*".to_string()
+        } else {
+            r.pattern
+        };
+        let users = self
+            .node
+            .query(move |store| query::list_accounts(store, &pattern, &r.after, limit))
+            .await?;
+        Ok(Response::new(pb::ListAccountsReply { users }))
+    }
+
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.session)?;
+        let command = Command::Send(cmd::Send {
+            user: s.user,
+            token: s.token,
+            to: r.to,
+            text: r.text,
+        });
+        match self.run(envelope(s.id, command)?).await? {
+            Reply::Sent { id, time_ms } => Ok(Response::new(pb::SendReply { id, time_ms })),
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn read_messages(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.session)?;
+        let command = Command::Read(Read {
+            user: s.user,
+            token: s.token,
+            with: r.with,
+            after: r.after,
+            limit: page(r.limit)?,
+        });
+        match self.run(envelope(s.id, command)?).await? {
+            Reply::Messages(ms) => Ok(Response::new(pb::ReadReply {
+                messages: ms.into_iter().map(message_to_wire).collect(),
+            })),
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn delete_messages(
+        &self,
+        request: Request<pb::DeleteMessagesRequest>,
+    ) -> Result<Response<pb::DeleteMessagesReply>, Status> {
+        let r = request.into_inner();
+        let s = session(r.session)?;
+        let command = Command::DeleteMessages(DeleteMessages {
+            user: s.user,
+            token: s.token,
+            ids: r.ids,
+            all: r.all,
+        });
+        match self.run(envelope(s.id, command)?).await? {
+            Reply::Deleted { count } => {
+                Ok(Response::new(pb::DeleteMessagesReply { deleted: count }))
+            }
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::Session>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let s = request.into_inner();
+        let command = Command::DeleteAccount(DeleteAccount {
+            user: s.user,
+            token: s.token,
+        });
+        self.run(envelope(s.id, command)?).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    type SubscribeStream = MessageStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        validate::username("user", &r.user).map_err(invalid)?;
+        let (user, token) = (r.user.clone(), r.token.clone());
+        let owner = self
+            .node
+            .query(move |store| query::session_user(store, &token))
+            .await?;
+        match owner {
+            None => return Err(Status::unauthenticated("not logged in (no such session)")),
+            Some(owner) if owner != user => {
+                return Err(Status::permission_denied(format!(
+                    "this session does not belong to {user}"
+                )));
+            }
+            Some(_) => {}
+        }
+        // Listen first, then catch up: a message applied in between is seen twice and
+        // skipped by id, never missed.
+        let live = self.node.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        let node = self.node.clone();
+        tokio::spawn(forward(node, user, r.after, live, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Feeds one subscriber: what it missed since `after`, then new messages as they apply.
+async fn forward(
+    node: NodeHandle,
+    user: String,
+    mut after: u64,
+    mut live: broadcast::Receiver<chat::Message>,
+    tx: mpsc::Sender<Result<pb::ChatMessage, Status>>,
+) {
+    let catch_up = |after: u64| {
+        let node = node.clone();
+        let user = user.clone();
+        async move {
+            node.query(move |store| query::messages_for(store, &user, after, 10_000))
+                .await
+        }
+    };
+    match catch_up(after).await {
+        Ok(missed) => {
+            for m in missed {
+                after = m.id;
+                if tx.send(Ok(message_to_wire(m))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    }
+    loop {
+        match live.recv().await {
+            Ok(m) if m.to == user && m.id > after => {
+                after = m.id;
+                if tx.send(Ok(message_to_wire(m))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => match catch_up(after).await {
+                Ok(missed) => {
+                    for m in missed {
+                        after = m.id;
+                        if tx.send(Ok(message_to_wire(m))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            },
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The driver: one thread that owns the Raft core and the node's storage, and does what
+//! each `Ready` asks, in the order the core prescribes.
+//!
+//! It runs on a thread of its own, not a tokio task, because it blocks on fsync and on the
+//! state database; the async services talk to it through a channel. Each turn of its loop
+//! takes every input that is waiting (up to a bound), steps the core with all of them,
+//! then handles one Ready: one fsync covers all the entries and votes that arrived while
+//! the previous fsync ran (group commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, oneshot};
+use tracing::{info, warn};
+
+use super::error::ServeError;
+use super::handle::{Input, NodeStatus, Query};
+use super::transport::Transport;
+use crate::chat::{self, Command, Envelope, Outcome, Reply};
+use crate::raft::{Entry, LogIndex, Node, Payload, ProposeError, ReadId, Ready, RoleKind, Term};
+use crate::storage::node::NodeStorage;
+use crate::storage::{Result as StorageResult, StorageError};
+
+/// How often the driver makes applied state durable, at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// A read whose ReadIndex never came back (a lost message) is failed after this long.
+const READ_EXPIRY: Duration = Duration::from_secs(10);
+/// The most inputs taken in one turn, so ticks and Readies are never starved.
+const MAX_BATCH: usize = 4096;
+
+pub struct DriverConfig {
+    pub tick: Duration,
+    pub snapshot_every: u64,
+}
+
+type Waiter = oneshot::Sender<Result<Outcome, ServeError>>;
+
+pub struct Driver {
+    node: Node,
+    storage: NodeStorage,
+    transport: Transport,
+    inputs: mpsc::Receiver<Input>,
+    status: Arc<RwLock<NodeStatus>>,
+    messages: broadcast::Sender<chat::Message>,
+    cfg: DriverConfig,
+    /// Proposals waiting to be applied: index -> (term proposed in, reply).
+    waiters: HashMap<LogIndex, (Term, Waiter)>,
+    /// Reads waiting for their read index, by read id.
+    reads: HashMap<ReadId, (Instant, Query)>,
+    /// Reads with a read index, waiting for the state to reach it.
+    ready_reads: BTreeMap<LogIndex, Vec<Query>>,
+    next_read: ReadId,
+    last_checkpoint: Instant,
+    role: RoleKind,
+    term: Term,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: Node,
+        storage: NodeStorage,
+        transport: Transport,
+        inputs: mpsc::Receiver<Input>,
+        status: Arc<RwLock<NodeStatus>>,
+        messages: broadcast::Sender<chat::Message>,
+        cfg: DriverConfig,
+    ) -> Driver {
+        let (role, term) = (node.role(), node.term());
+        Driver {
+            node,
+            storage,
+            transport,
+            inputs,
+            status,
+            messages,
+            cfg,
+            waiters: HashMap::new(),
+            reads: HashMap::new(),
+            ready_reads: BTreeMap::new(),
+            next_read: 1,
+            last_checkpoint: Instant::now(),
+            role,
+            term,
+        }
+    }
+
+    /// Runs until shutdown. A storage failure stops the node: it can no longer promise
+    /// that what it acknowledges is durable.
+    pub fn run(mut self) -> StorageResult<()> {
+        self.transport.update(self.node.membership());
+        self.publish_status();
+        let mut next_tick = Instant::now() + self.cfg.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(wait) {
+                Ok(input) => {
+                    let mut stop = !self.handle(input);
+                    for _ in 0..MAX_BATCH {
+                        if stop {
+                            break;
+                        }
+                        match self.inputs.try_recv() {
+                            Ok(input) => stop = !self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                    if stop {
+                        return self.shutdown();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.shutdown(),
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                next_tick += self.cfg.tick;
+                if next_tick < now {
+                    // We fell behind (a long fsync): skip ticks rather than burst them.
+                    next_tick = now + self.cfg.tick;
+                }
+                self.expire_reads();
+            }
+            self.process_ready()?;
+            self.maybe_checkpoint(false)?;
+            self.maybe_snapshot()?;
+            self.publish_status();
+        }
+    }
+
+    fn shutdown(mut self) -> StorageResult<()> {
+        self.process_ready()?;
+        self.maybe_checkpoint(true)?;
+        info!(term = self.node.term(), "stopped cleanly");
+        Ok(())
+    }
+
+    /// Takes one input. Returns false on shutdown.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Peer(msg) => self.node.step(msg),
+            Input::Propose { data, reply } => match self.node.propose(data) {
+                Ok((index, term)) => {
+                    self.waiters.insert(index, (term, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(self.refusal(e)));
+                }
+            },
+            Input::Read(query) => {
+                let id = self.next_read;
+                self.next_read += 1;
+                match self.node.read_index(id) {
+                    Ok(()) => {
+                        self.reads.insert(id, (Instant::now(), query));
+                    }
+                    Err(e) => query(Err(self.refusal(e))),
+                }
+            }
+            Input::Change { change, reply } => {
+                let result = self
+                    .node
+                    .propose_change(change)
+                    .map(|(index, _)| index)
+                    .map_err(|e| self.refusal(e));
+                let _ = reply.send(result);
+            }
+            Input::Transfer { target, reply } => {
+                let result = self
+                    .node
+                    .transfer_leader(&target)
+                    .map(|()| self.node.last_index())
+                    .map_err(|e| self.refusal(e));
+                let _ = reply.send(result);
+            }
+            Input::Compact { reply } => {
+                let result = self
+                    .snapshot_now()
+                    .map_err(|e| ServeError::Internal(format!("compaction failed: {e}")));
+                let _ = reply.send(result);
+            }
+            Input::SnapshotSent { peer, ok } => self.node.report_snapshot(&peer, ok),
+            Input::Shutdown => return false,
+        }
+        true
+    }
+
+    fn refusal(&self, e: ProposeError) -> ServeError {
+        match e {
+            ProposeError::NotLeader { leader } => ServeError::NotLeader(leader.and_then(|id| {
+                let address = self.node.membership().address(&id)?.to_string();
+                Some((id, address))
+            })),
+            ProposeError::Busy(why) => ServeError::Unavailable(why.to_string()),
+            ProposeError::ChangeInProgress => ServeError::FailedPrecondition(e.to_string()),
+            ProposeError::Invalid(why) => ServeError::Invalid(why),
+        }
+    }
+
+    fn process_ready(&mut self) -> StorageResult<()> {
+        while self.node.has_ready() {
+            let rd = self.node.ready();
+            self.handle_ready(rd)?;
+            self.node.advance();
+        }
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, rd: Ready) -> StorageResult<()> {
+        let Ready {
+            messages,
+            snapshot,
+            entries,
+            hard_state,
+            persisted_messages,
+            committed_entries,
+            reads,
+            soft_state,
+            membership,
+        } = rd;
+        // 0. What may leave before the disk: a leader's appends go out while it writes.
+        for m in messages {
+            self.transport.send(m);
+        }
+        // 1. Durable before anything that promises it.
+        if let Some(meta) = &snapshot {
+            info!(
+                index = meta.index,
+                term = meta.term,
+                "installing a snapshot from the leader"
+            );
+        }
+        self.storage
+            .persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        if snapshot.is_some() {
+            // The state jumped: reads waiting for earlier indexes are now satisfied.
+            self.serve_reads();
+        }
+        // 2. Then the promises.
+        for m in persisted_messages {
+            self.transport.send(m);
+        }
+        // 3. Apply.
+        if !committed_entries.is_empty() {
+            self.apply(&committed_entries)?;
+        }
+        // 4. Reads.
+        for r in reads {
+            let Some((_, query)) = self.reads.remove(&r.id) else {
+                continue;
+            };
+            match r.index {
+                Some(index) => self.ready_reads.entry(index).or_default().push(query),
+                None => query(Err(ServeError::Unavailable(
+                    "leadership changed while confirming the read; retry".into(),
+                ))),
+            }
+        }
+        self.serve_reads();
+        if let Some(soft) = soft_state {
+            self.on_role_change(soft.role, soft.term, soft.leader);
+        }
+        if let Some(m) = membership {
+            let voters: Vec<&str> = m.voters.keys().map(String::as_str).collect();
+            let learners: Vec<&str> = m.learners.keys().map(String::as_str).collect();
+            info!(
+                ?voters,
+                ?learners,
+                term = self.node.term(),
+                "configuration changed"
+            );
+            if !m.contains(self.node.id()) && m.voters.keys().len() > 0 {
+                info!(
+                    term = self.node.term(),
+                    "this node is no longer a member of the cluster"
+                );
+            }
+            self.transport.update(&m);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: &[Entry]) -> StorageResult<()> {
+        let applied = self.storage.apply(entries)?;
+        let by_index: HashMap<LogIndex, Option<Outcome>> =
+            applied.into_iter().map(|a| (a.index, a.outcome)).collect();
+        for entry in entries {
+            let outcome = by_index.get(&entry.index).cloned().flatten();
+            if let Some(Ok(Reply::Sent { id, time_ms })) = &outcome {
+                self.publish_message(entry, *id, *time_ms);
+            }
+            let Some((term, waiter)) = self.waiters.remove(&entry.index) else {
+                continue;
+            };
+            let result = match outcome {
+                Some(outcome) if entry.term == term => Ok(outcome),
+                // Another entry took that index: ours was lost with a leadership change.
+                _ => Err(ServeError::Unavailable(
+                    "leadership changed before the request committed; retry".into(),
+                )),
+            };
+            let _ = waiter.send(result);
+        }
+        Ok(())
+    }
+
+    /// Tells subscribers about a message that was just applied.
+    fn publish_message(&self, entry: &Entry, id: u64, time_ms: u64) {
+        let Payload::Command(data) = &entry.payload else {
+            return;
+        };
+        if let Ok(Envelope {
+            command: Command::Send(send),
+            ..
+        }) = Envelope::decode(data)
+        {
+            let _ = self.messages.send(chat::Message {
+                id,
+                from: send.user,
+                to: send.to,
+                text: send.text,
+                time_ms,
+                read: false,
+            });
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.storage.state().applied();
+        let later = self.ready_reads.split_off(&(applied + 1));
+        let now = std::mem::replace(&mut self.ready_reads, later);
+        for query in now.into_values().flatten() {
+            let result = self.storage.state().query(|store| {
+                query(Ok(store));
+                Ok(())
+            });
+            if let Err(e) = result {
+                warn!("read failed: {e}");
+            }
+        }
+    }
+
+    fn expire_reads(&mut self) {
+        let expired: Vec<ReadId> = self
+            .reads
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() > READ_EXPIRY)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((_, query)) = self.reads.remove(&id) {
+                query(Err(ServeError::Unavailable(
+                    "the read was not confirmed".into(),
+                )));
+            }
+        }
+    }
+
+    fn on_role_change(&mut self, role: RoleKind, term: Term, leader: Option<String>) {
+        if role != self.role || term != self.term {
+            match role {
+                RoleKind::Leader => info!(term, "became leader"),
+                RoleKind::Candidate => info!(term, "campaigning"),
+                RoleKind::PreCandidate => {}
+                RoleKind::Follower => info!(term, leader = leader.as_deref(), "following"),
+            }
+        }
+        if self.role == RoleKind::Leader && role != RoleKind::Leader {
+            // Whatever we proposed may or may not commit under the next leader; the
+            // clients will retry with the same ids, and deduplication makes that safe.
+            for (_, (_, waiter)) in self.waiters.drain() {
+                let _ = waiter.send(Err(ServeError::Unavailable(
+                    "leadership lost before the request committed; retry".into(),
+                )));
+            }
+        }
+        self.role = role;
+        self.term = term;
+    }
+
+    fn maybe_checkpoint(&mut self, force: bool) -> StorageResult<()> {
+        if force || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.storage.checkpoint()?;
+            self.last_checkpoint = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) -> StorageResult<()> {
+        let applied = self.storage.state().applied();
+        if applied >= self.storage.snapshot().index + self.cfg.snapshot_every {
+            self.snapshot_now()?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots the state at the applied index, then lets the core forget the log
+    /// behind it: only once the snapshot is durable.
+    fn snapshot_now(&mut self) -> StorageResult<LogIndex> {
+        let applied = self.storage.state().applied();
+        if applied <= self.storage.snapshot().index {
+            return Ok(self.storage.snapshot().index);
+        }
+        let meta = self
+            .node
+            .snapshot_meta(applied)
+            .ok_or_else(|| StorageError::Database {
+                path: self.storage.layout().state(),
+                detail: format!("entry {applied} is no longer in the log"),
+            })?;
+        self.storage.take_snapshot(meta)?;
+        if let Err(e) = self.node.compact(applied) {
+            warn!("the core kept its log: {e}");
+        }
+        info!(index = applied, term = self.node.term(), "took a snapshot");
+        Ok(applied)
+    }
+
+    fn publish_status(&self) {
+        let st = self.node.status();
+        let status = NodeStatus {
+            id: st.id,
+            role: st.role,
+            term: st.term,
+            leader: st.leader,
+            commit: st.commit,
+            applied: self.storage.state().applied(),
+            last_index: st.last_index,
+            snapshot_index: self.storage.snapshot().index,
+            membership: st.membership,
+            matched: st.matched.into_iter().collect(),
+        };
+        *self.status.write().expect("status lock") = status;
+    }
+}

@@ -1,0 +1,86 @@
+//! The peer (Raft) service: messages from other nodes, handed to the driver in order; and
+//! snapshots streamed in chunks, stored durably before the message that installs them.
+
+use std::path::PathBuf;
+
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::handle::{Input, NodeHandle};
+use super::wire;
+use crate::proto::raft as pb;
+use crate::proto::raft::raft_server::Raft;
+use crate::storage::snapshot::SnapshotWriter;
+
+pub struct PeerService {
+    pub node: NodeHandle,
+    pub snapshots: PathBuf,
+}
+
+#[tonic::async_trait]
+impl Raft for PeerService {
+    async fn deliver(
+        &self,
+        request: Request<Streaming<pb::Message>>,
+    ) -> Result<Response<pb::DeliverAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.next().await {
+            let msg = wire::from_wire(msg?).map_err(Status::invalid_argument)?;
+            if !self.node.send(Input::Peer(msg)) {
+                return Err(Status::unavailable("the node is shutting down"));
+            }
+        }
+        Ok(Response::new(pb::DeliverAck {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut writer: Option<SnapshotWriter> = None;
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if let Some(meta) = chunk.meta {
+                let meta = wire::meta_from_wire(meta);
+                // A snapshot no newer than what we hold is not written (it would replace
+                // our own); its message still goes to the core, which acknowledges it.
+                if meta.index > self.node.status().commit {
+                    let dir = self.snapshots.clone();
+                    let w = tokio::task::block_in_place(|| SnapshotWriter::create(&dir, meta))
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    writer = Some(w);
+                }
+            }
+            if chunk.offset != received {
+                return Err(Status::invalid_argument(format!(
+                    "offset: expected chunk at {received}, got {}",
+                    chunk.offset
+                )));
+            }
+            received += chunk.data.len() as u64;
+            if let Some(w) = writer.as_mut() {
+                tokio::task::block_in_place(|| w.write(&chunk.data))
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            }
+            if chunk.done {
+                if let Some(w) = writer.take() {
+                    tokio::task::block_in_place(|| w.finish())
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
+                let msg = chunk.message.ok_or_else(|| {
+                    Status::invalid_argument("message: missing on the last chunk")
+                })?;
+                let msg = wire::from_wire(msg).map_err(Status::invalid_argument)?;
+                self.node.send(Input::Peer(msg));
+                return Ok(Response::new(pb::SnapshotAck { received }));
+            }
+        }
+        // Cut off before the end: the temporary file is dropped unfinished, and the
+        // leader will try again.
+        Err(Status::aborted(
+            "the snapshot stream ended before its last chunk",
+        ))
+    }
+}

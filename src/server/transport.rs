@@ -1,0 +1,237 @@
+//! Messages to peers: one task per peer, each with a bounded queue and one long-lived
+//! client-streaming `Deliver` call, reconnecting with backoff when the peer is away.
+//!
+//! Raft tolerates lost messages, so the transport never blocks the driver: when a peer's
+//! queue is full, or its connection is down, messages are dropped and the core resends
+//! what matters. An InstallSnapshot message is not sent as is: its task streams the
+//! snapshot file in chunks, the message riding on the last one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{debug, warn};
+
+use super::handle::Input;
+use super::wire;
+use crate::proto::raft as pb;
+use crate::proto::raft::raft_client::RaftClient;
+use crate::raft::{Body, Membership, Message, NodeId, SnapshotMeta};
+use crate::storage::node::latest_snapshot;
+use crate::storage::snapshot::SnapshotReader;
+
+/// Messages waiting for one peer; past this, new ones are dropped.
+const QUEUE: usize = 4096;
+
+struct Link {
+    address: String,
+    tx: mpsc::Sender<Message>,
+}
+
+pub struct Transport {
+    id: NodeId,
+    runtime: Handle,
+    links: HashMap<NodeId, Link>,
+    snapshots: PathBuf,
+    driver: std_mpsc::Sender<Input>,
+}
+
+impl Transport {
+    pub fn new(
+        id: NodeId,
+        runtime: Handle,
+        snapshots: PathBuf,
+        driver: std_mpsc::Sender<Input>,
+    ) -> Transport {
+        Transport {
+            id,
+            runtime,
+            links: HashMap::new(),
+            snapshots,
+            driver,
+        }
+    }
+
+    /// Keeps one link per member of the configuration (other than this node).
+    pub fn update(&mut self, membership: &Membership) {
+        let wanted: HashMap<&String, &str> = membership
+            .voters
+            .iter()
+            .chain(&membership.learners)
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, a)| (id, a.as_str()))
+            .collect();
+        self.links
+            .retain(|id, link| wanted.get(id) == Some(&link.address.as_str()));
+        for (id, address) in wanted {
+            if !self.links.contains_key(id) {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let task = PeerTask {
+                    peer: id.clone(),
+                    address: address.to_string(),
+                    snapshots: self.snapshots.clone(),
+                    driver: self.driver.clone(),
+                };
+                self.runtime.spawn(task.run(rx));
+                self.links.insert(
+                    id.clone(),
+                    Link {
+                        address: address.to_string(),
+                        tx,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Hands a message to its peer's queue; drops it if the peer is unknown or behind.
+    pub fn send(&self, msg: Message) {
+        match self.links.get(&msg.to) {
+            Some(link) => {
+                if link.tx.try_send(msg).is_err() {
+                    debug!("queue to a peer is full; a message was dropped");
+                }
+            }
+            None => debug!(to = %msg.to, "no address for a peer; message dropped"),
+        }
+    }
+}
+
+struct PeerTask {
+    peer: NodeId,
+    address: String,
+    snapshots: PathBuf,
+    driver: std_mpsc::Sender<Input>,
+}
+
+impl PeerTask {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let endpoint = match Endpoint::from_shared(format!("http://{}", self.address)) {
+            Ok(e) => e
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(2)),
+            Err(e) => {
+                warn!(peer = %self.peer, "bad peer address {}: {e}", self.address);
+                return;
+            }
+        };
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let client = RaftClient::new(endpoint.connect_lazy());
+            let (stream_tx, stream_rx) = mpsc::channel::<pb::Message>(256);
+            let mut call_client = client.clone();
+            let call =
+                tokio::spawn(
+                    async move { call_client.deliver(ReceiverStream::new(stream_rx)).await },
+                );
+            let mut sent_any = false;
+            loop {
+                let Some(msg) = rx.recv().await else {
+                    return; // the link was removed
+                };
+                if let Body::InstallSnapshot(meta) = &msg.body {
+                    let task = SnapshotSend {
+                        client: client.clone(),
+                        peer: self.peer.clone(),
+                        snapshots: self.snapshots.clone(),
+                        driver: self.driver.clone(),
+                    };
+                    tokio::spawn(task.run(meta.clone(), msg));
+                    continue;
+                }
+                if stream_tx.send(wire::to_wire(&msg)).await.is_err() {
+                    break; // the call ended: reconnect
+                }
+                sent_any = true;
+            }
+            if let Ok(Err(status)) = call.await {
+                debug!(peer = %self.peer, "link down: {}", status.message());
+            }
+            backoff = if sent_any {
+                Duration::from_millis(20)
+            } else {
+                (backoff * 2).min(Duration::from_millis(500))
+            };
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+struct SnapshotSend {
+    client: RaftClient<tonic::transport::Channel>,
+    peer: NodeId,
+    snapshots: PathBuf,
+    driver: std_mpsc::Sender<Input>,
+}
+
+impl SnapshotSend {
+    async fn run(mut self, meta: SnapshotMeta, msg: Message) {
+        let ok = match self.send(&meta, &msg).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(peer = %self.peer, index = meta.index, "snapshot transfer failed: {e}");
+                false
+            }
+        };
+        let _ = self.driver.send(Input::SnapshotSent {
+            peer: self.peer,
+            ok,
+        });
+    }
+
+    async fn send(&mut self, meta: &SnapshotMeta, msg: &Message) -> Result<(), String> {
+        let snapshots = self.snapshots.clone();
+        let wanted = meta.clone();
+        // Reading the file is blocking work: do it off the async threads, chunk by chunk.
+        let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
+        let message = wire::to_wire(msg);
+        let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let (path, stored) = latest_snapshot(&snapshots)
+                .map_err(|e| e.to_string())?
+                .ok_or("no snapshot on disk")?;
+            if stored != wanted {
+                return Err(format!(
+                    "the snapshot on disk is for entry {}",
+                    stored.index
+                ));
+            }
+            let mut r = SnapshotReader::open(&path).map_err(|e| e.to_string())?;
+            let mut offset = 0;
+            let mut first = true;
+            while let Some(data) = r.next_chunk().map_err(|e| e.to_string())? {
+                let len = data.len() as u64;
+                let chunk = pb::SnapshotChunk {
+                    meta: first.then(|| wire::meta_to_wire(&wanted)),
+                    offset,
+                    data: data.into(),
+                    done: false,
+                    message: None,
+                };
+                first = false;
+                offset += len;
+                if tx.blocking_send(chunk).is_err() {
+                    return Err("the transfer was cut".into());
+                }
+            }
+            let last = pb::SnapshotChunk {
+                meta: first.then(|| wire::meta_to_wire(&wanted)),
+                offset,
+                data: Default::default(),
+                done: true,
+                message: Some(message),
+            };
+            tx.blocking_send(last)
+                .map_err(|_| "the transfer was cut".to_string())
+        });
+        let result = self.client.install_snapshot(ReceiverStream::new(rx)).await;
+        reader.await.map_err(|e| e.to_string())??;
+        result.map(|_| ()).map_err(|s| s.message().to_string())
+    }
+}
