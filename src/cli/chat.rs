@@ -201,6 +201,8 @@ async fn run_async(args: ChatArgs) -> Result<(), Failure> {
             println!("sent message #{} to {to}", reply.id);
         }
         ChatCommand::Read { with, limit } => {
+            raftchat::chat::validate::page(limit)
+                .map_err(|e| Failure::new(1, format!("read: {e}")))?;
             let (user, token) = load_session()?;
             let with = with.unwrap_or_default();
             let messages = client
