@@ -183,6 +183,7 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Input::SnapshotSent { peer, ok } => self.node.report_snapshot(&peer, ok),
+            Input::PeerAddress { peer, address } => self.transport.learn(&peer, &address),
             Input::Shutdown => return false,
         }
         true

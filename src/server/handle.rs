@@ -38,6 +38,12 @@ pub enum Input {
         peer: NodeId,
         ok: bool,
     },
+    /// A peer's address, announced on its stream: a node that joins knows no addresses
+    /// until it learns the configuration, yet must answer the leader that contacts it.
+    PeerAddress {
+        peer: NodeId,
+        address: String,
+    },
     Shutdown,
 }
 

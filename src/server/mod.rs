@@ -151,6 +151,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let snapshots = storage.layout().snapshots();
     let transport = transport::Transport::new(
         cfg.id.clone(),
+        cfg.listen.clone(),
         tokio::runtime::Handle::current(),
         snapshots.clone(),
         inputs_tx.clone(),

@@ -23,9 +23,22 @@ impl Raft for PeerService {
         &self,
         request: Request<Streaming<pb::Message>>,
     ) -> Result<Response<pb::DeliverAck>, Status> {
+        let address = request
+            .metadata()
+            .get(super::transport::ADDRESS_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut stream = request.into_inner();
+        let mut announced = false;
         while let Some(msg) = stream.next().await {
             let msg = wire::from_wire(msg?).map_err(Status::invalid_argument)?;
+            if !announced && let Some(address) = &address {
+                announced = true;
+                self.node.send(Input::PeerAddress {
+                    peer: msg.from.clone(),
+                    address: address.clone(),
+                });
+            }
             if !self.node.send(Input::Peer(msg)) {
                 return Err(Status::unavailable("the node is shutting down"));
             }

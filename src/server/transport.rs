@@ -33,8 +33,15 @@ struct Link {
     tx: mpsc::Sender<Message>,
 }
 
+/// The request metadata key on a peer stream that carries the sender's address.
+pub const ADDRESS_KEY: &str = "raft-address";
+
 pub struct Transport {
     id: NodeId,
+    /// This node's own address, announced to peers.
+    address: String,
+    /// Addresses peers announced that the configuration does not (yet) hold.
+    learned: HashMap<NodeId, String>,
     runtime: Handle,
     links: HashMap<NodeId, Link>,
     snapshots: PathBuf,
@@ -44,12 +51,15 @@ pub struct Transport {
 impl Transport {
     pub fn new(
         id: NodeId,
+        address: String,
         runtime: Handle,
         snapshots: PathBuf,
         driver: std_mpsc::Sender<Input>,
     ) -> Transport {
         Transport {
             id,
+            address,
+            learned: HashMap::new(),
             runtime,
             links: HashMap::new(),
             snapshots,
@@ -57,36 +67,44 @@ impl Transport {
         }
     }
 
-    /// Keeps one link per member of the configuration (other than this node).
+    /// Keeps one link per member of the configuration (other than this node), and per
+    /// peer that announced itself.
     pub fn update(&mut self, membership: &Membership) {
-        let wanted: HashMap<&String, &str> = membership
-            .voters
-            .iter()
-            .chain(&membership.learners)
-            .filter(|(id, _)| **id != self.id)
-            .map(|(id, a)| (id, a.as_str()))
-            .collect();
+        let mut wanted: HashMap<NodeId, String> = self.learned.clone();
+        for (id, address) in membership.voters.iter().chain(&membership.learners) {
+            wanted.insert(id.clone(), address.clone());
+        }
+        wanted.remove(&self.id);
         self.links
-            .retain(|id, link| wanted.get(id) == Some(&link.address.as_str()));
+            .retain(|id, link| wanted.get(id) == Some(&link.address));
         for (id, address) in wanted {
-            if !self.links.contains_key(id) {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                let task = PeerTask {
-                    peer: id.clone(),
-                    address: address.to_string(),
-                    snapshots: self.snapshots.clone(),
-                    driver: self.driver.clone(),
-                };
-                self.runtime.spawn(task.run(rx));
-                self.links.insert(
-                    id.clone(),
-                    Link {
-                        address: address.to_string(),
-                        tx,
-                    },
-                );
+            if !self.links.contains_key(&id) {
+                self.connect(id, address);
             }
         }
+    }
+
+    /// A peer told us its address: make sure we can answer it.
+    pub fn learn(&mut self, peer: &str, address: &str) {
+        if peer == self.id || self.links.get(peer).is_some_and(|l| l.address == address) {
+            return;
+        }
+        self.learned.insert(peer.to_string(), address.to_string());
+        self.links.remove(peer);
+        self.connect(peer.to_string(), address.to_string());
+    }
+
+    fn connect(&mut self, id: NodeId, address: String) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = PeerTask {
+            peer: id.clone(),
+            address: address.clone(),
+            own_address: self.address.clone(),
+            snapshots: self.snapshots.clone(),
+            driver: self.driver.clone(),
+        };
+        self.runtime.spawn(task.run(rx));
+        self.links.insert(id, Link { address, tx });
     }
 
     /// Hands a message to its peer's queue; drops it if the peer is unknown or behind.
@@ -105,6 +123,7 @@ impl Transport {
 struct PeerTask {
     peer: NodeId,
     address: String,
+    own_address: String,
     snapshots: PathBuf,
     driver: std_mpsc::Sender<Input>,
 }
@@ -127,10 +146,11 @@ impl PeerTask {
             let client = RaftClient::new(endpoint.connect_lazy());
             let (stream_tx, stream_rx) = mpsc::channel::<pb::Message>(256);
             let mut call_client = client.clone();
-            let call =
-                tokio::spawn(
-                    async move { call_client.deliver(ReceiverStream::new(stream_rx)).await },
-                );
+            let mut request = tonic::Request::new(ReceiverStream::new(stream_rx));
+            if let Ok(v) = self.own_address.parse() {
+                request.metadata_mut().insert(ADDRESS_KEY, v);
+            }
+            let call = tokio::spawn(async move { call_client.deliver(request).await });
             let mut sent_any = false;
             loop {
                 let Some(msg) = rx.recv().await else {
