@@ -185,6 +185,46 @@ fn restart(dir: &std::path::Path, messages: u64) {
         size >> 20,
         restart.as_secs_f64() * 1e3
     );
+    drop(s);
+    process_restart(&node, messages);
+}
+
+/// The same data directory under a real `raftchat node` process: from spawning it to its
+/// first linearizable read (which needs an elected leader and its no-op committed).
+fn process_restart(dir: &std::path::Path, messages: u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_raftchat"))
+        .args(["node", "--id", "n1", "--listen", &addr, "--election-timeout-ms", "150-300"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = runtime.block_on(async {
+        let mut client = raftchat::client::Client::new(vec![addr]);
+        client.timeouts.attempt = Duration::from_millis(200);
+        client.timeouts.deadline = Duration::from_secs(60);
+        client.check_username("user42").await
+    });
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served, Ok(true));
+    println!(
+        "node process with {messages} messages: start to first linearizable read {:.0} ms \
+         (includes one election of 150-300 ms)",
+        elapsed.as_secs_f64() * 1e3
+    );
 }
 
 fn main() {
