@@ -200,7 +200,15 @@ fn process_restart(dir: &std::path::Path, messages: u64) {
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_raftchat"))
-        .args(["node", "--id", "n1", "--listen", &addr, "--election-timeout-ms", "150-300"])
+        .args([
+            "node",
+            "--id",
+            "n1",
+            "--listen",
+            &addr,
+            "--election-timeout-ms",
+            "150-300",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .stderr(std::process::Stdio::null())
