@@ -11,6 +11,7 @@ pub mod chat;
 pub mod client;
 pub mod encoding;
 pub mod inspect;
+pub mod lab;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -75,6 +75,16 @@ pub struct Client {
     seq: u64,
     pub timeouts: Timeouts,
     rng: crate::raft::Rng,
+    /// The log index the last write committed at (from the `raft-index` metadata), for
+    /// the lab's check that every acknowledged write is in the log.
+    pub last_index: Option<u64>,
+}
+
+fn index_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
+    metadata
+        .get(crate::server::INDEX_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn random_u64() -> u64 {
@@ -94,6 +104,7 @@ impl Client {
             seq: 0,
             timeouts: Timeouts::default(),
             rng: crate::raft::Rng::new(random_u64()),
+            last_index: None,
         }
     }
 
@@ -143,8 +154,9 @@ impl Client {
     pub async fn call<T, F, Fut>(&mut self, mut op: F) -> Result<T, ClientError>
     where
         F: FnMut(Channel) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>>,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.last_index = None;
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         let mut last = ClientError {
@@ -166,8 +178,14 @@ impl Client {
             let channel = self.channel(self.current)?;
             let attempt = self.timeouts.attempt.min(left);
             let status = match tokio::time::timeout(attempt, op(channel)).await {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(status)) => status,
+                Ok(Ok(reply)) => {
+                    self.last_index = index_of(reply.metadata());
+                    return Ok(reply.into_inner());
+                }
+                Ok(Err(status)) => {
+                    self.last_index = index_of(status.metadata());
+                    status
+                }
                 Err(_) => Status::unavailable(format!(
                     "{} did not answer within {:.1}s",
                     self.endpoints[self.current],
@@ -212,12 +230,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move {
-                ChatClient::new(c)
-                    .register(req)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { ChatClient::new(c).register(req).await }
         })
         .await
     }
@@ -234,7 +247,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).login(req).await.map(|r| r.into_inner()) }
+            async move { ChatClient::new(c).login(req).await }
         })
         .await
     }
@@ -251,7 +264,7 @@ impl Client {
         let req = self.session(user, token);
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).logout(req).await.map(|_| ()) }
+            async move { ChatClient::new(c).logout(req).await.map(|r| r.map(|_| ())) }
         })
         .await
     }
@@ -264,7 +277,7 @@ impl Client {
                 ChatClient::new(c)
                     .check_username(req)
                     .await
-                    .map(|r| r.into_inner().exists)
+                    .map(|r| r.map(|x| x.exists))
             }
         })
         .await
@@ -287,7 +300,7 @@ impl Client {
                 ChatClient::new(c)
                     .list_accounts(req)
                     .await
-                    .map(|r| r.into_inner().users)
+                    .map(|r| r.map(|x| x.users))
             }
         })
         .await
@@ -307,7 +320,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).send(req).await.map(|r| r.into_inner()) }
+            async move { ChatClient::new(c).send(req).await }
         })
         .await
     }
@@ -332,7 +345,7 @@ impl Client {
                 ChatClient::new(c)
                     .read_messages(req)
                     .await
-                    .map(|r| r.into_inner().messages)
+                    .map(|r| r.map(|x| x.messages))
             }
         })
         .await
@@ -356,7 +369,7 @@ impl Client {
                 ChatClient::new(c)
                     .delete_messages(req)
                     .await
-                    .map(|r| r.into_inner().deleted)
+                    .map(|r| r.map(|x| x.deleted))
             }
         })
         .await
@@ -366,7 +379,12 @@ impl Client {
         let req = self.session(user, token);
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).delete_account(req).await.map(|_| ()) }
+            async move {
+                ChatClient::new(c)
+                    .delete_account(req)
+                    .await
+                    .map(|r| r.map(|_| ()))
+            }
         })
         .await
     }
@@ -385,12 +403,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move {
-                ChatClient::new(c)
-                    .subscribe(req)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { ChatClient::new(c).subscribe(req).await }
         })
         .await
     }

@@ -90,6 +90,11 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ChangeReply { index }))
     }
 
+    async fn dump(&self, _: Request<pb::DumpRequest>) -> Result<Response<pb::DumpReply>, Status> {
+        let (applied, dump) = self.node.dump().await?;
+        Ok(Response::new(pb::DumpReply { applied, dump }))
+    }
+
     async fn compact(
         &self,
         _: Request<pb::CompactRequest>,

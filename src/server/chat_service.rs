@@ -112,10 +112,27 @@ fn message_to_wire(m: chat::Message) -> pb::ChatMessage {
     }
 }
 
+/// The response metadata key that carries the log index a write committed at.
+pub const INDEX_KEY: &str = "raft-index";
+
 impl ChatService {
-    async fn run(&self, data: Vec<u8>) -> Result<Reply, Status> {
-        self.node.propose(data).await?.map_err(chat_status)
+    /// Proposes a command; returns its reply and the log index it committed at.
+    async fn run(&self, data: Vec<u8>) -> Result<(Reply, u64), Status> {
+        let (outcome, index) = self.node.propose(data).await?;
+        let reply = outcome.map_err(|e| {
+            let mut s = chat_status(e);
+            s.metadata_mut().insert(INDEX_KEY, index.into());
+            s
+        })?;
+        Ok((reply, index))
     }
+}
+
+/// A response that says which log index it committed at.
+fn indexed<T>(reply: T, index: u64) -> Response<T> {
+    let mut r = Response::new(reply);
+    r.metadata_mut().insert(INDEX_KEY, index.into());
+    r
 }
 
 type MessageStream = Pin<Box<dyn Stream<Item = Result<pb::ChatMessage, Status>> + Send>>;
@@ -136,8 +153,9 @@ impl Chat for ChatService {
             password_hash,
             token,
         });
-        match self.run(envelope(r.id, command)?).await? {
-            Reply::Registered { token } => Ok(Response::new(pb::LoginReply { token, unread: 0 })),
+        let (reply, index) = self.run(envelope(r.id, command)?).await?;
+        match reply {
+            Reply::Registered { token } => Ok(indexed(pb::LoginReply { token, unread: 0 }, index)),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
     }
@@ -163,9 +181,10 @@ impl Chat for ChatService {
             user: r.user,
             token: new_token()?,
         });
-        match self.run(envelope(r.id, command)?).await? {
+        let (reply, index) = self.run(envelope(r.id, command)?).await?;
+        match reply {
             Reply::LoggedIn { token, unread } => {
-                Ok(Response::new(pb::LoginReply { token, unread }))
+                Ok(indexed(pb::LoginReply { token, unread }, index))
             }
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
@@ -177,8 +196,8 @@ impl Chat for ChatService {
             user: s.user,
             token: s.token,
         });
-        self.run(envelope(s.id, command)?).await?;
-        Ok(Response::new(pb::Empty {}))
+        let (_, index) = self.run(envelope(s.id, command)?).await?;
+        Ok(indexed(pb::Empty {}, index))
     }
 
     async fn check_username(
@@ -224,8 +243,9 @@ impl Chat for ChatService {
             to: r.to,
             text: r.text,
         });
-        match self.run(envelope(s.id, command)?).await? {
-            Reply::Sent { id, time_ms } => Ok(Response::new(pb::SendReply { id, time_ms })),
+        let (reply, index) = self.run(envelope(s.id, command)?).await?;
+        match reply {
+            Reply::Sent { id, time_ms } => Ok(indexed(pb::SendReply { id, time_ms }, index)),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
     }
@@ -243,10 +263,14 @@ impl Chat for ChatService {
             after: r.after,
             limit: page(r.limit)?,
         });
-        match self.run(envelope(s.id, command)?).await? {
-            Reply::Messages(ms) => Ok(Response::new(pb::ReadReply {
-                messages: ms.into_iter().map(message_to_wire).collect(),
-            })),
+        let (reply, index) = self.run(envelope(s.id, command)?).await?;
+        match reply {
+            Reply::Messages(ms) => Ok(indexed(
+                pb::ReadReply {
+                    messages: ms.into_iter().map(message_to_wire).collect(),
+                },
+                index,
+            )),
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
     }
@@ -263,9 +287,10 @@ impl Chat for ChatService {
             ids: r.ids,
             all: r.all,
         });
-        match self.run(envelope(s.id, command)?).await? {
+        let (reply, index) = self.run(envelope(s.id, command)?).await?;
+        match reply {
             Reply::Deleted { count } => {
-                Ok(Response::new(pb::DeleteMessagesReply { deleted: count }))
+                Ok(indexed(pb::DeleteMessagesReply { deleted: count }, index))
             }
             other => Err(Status::internal(format!("unexpected reply {other:?}"))),
         }
@@ -280,8 +305,8 @@ impl Chat for ChatService {
             user: s.user,
             token: s.token,
         });
-        self.run(envelope(s.id, command)?).await?;
-        Ok(Response::new(pb::Empty {}))
+        let (_, index) = self.run(envelope(s.id, command)?).await?;
+        Ok(indexed(pb::Empty {}, index))
     }
 
     type SubscribeStream = MessageStream;

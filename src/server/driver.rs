@@ -35,7 +35,7 @@ pub struct DriverConfig {
     pub snapshot_every: u64,
 }
 
-type Waiter = oneshot::Sender<Result<Outcome, ServeError>>;
+type Waiter = oneshot::Sender<Result<(Outcome, LogIndex), ServeError>>;
 
 pub struct Driver {
     node: Node,
@@ -150,6 +150,16 @@ impl Driver {
                     let _ = reply.send(Err(self.refusal(e)));
                 }
             },
+            Input::Dump(reply) => {
+                let applied = self.storage.state().applied();
+                let result = self
+                    .storage
+                    .state()
+                    .query(|store| crate::chat::query::dump(store))
+                    .map(|dump| (applied, dump))
+                    .map_err(|e| ServeError::Internal(e.to_string()));
+                let _ = reply.send(result);
+            }
             Input::Read(query) => {
                 let id = self.next_read;
                 self.next_read += 1;
@@ -297,7 +307,7 @@ impl Driver {
                 continue;
             };
             let result = match outcome {
-                Some(outcome) if entry.term == term => Ok(outcome),
+                Some(outcome) if entry.term == term => Ok((outcome, entry.index)),
                 // Another entry took that index: ours was lost with a leadership change.
                 _ => Err(ServeError::Unavailable(
                     "leadership changed before the request committed; retry".into(),

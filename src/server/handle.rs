@@ -20,9 +20,12 @@ pub enum Input {
     Peer(Message),
     Propose {
         data: Bytes,
-        reply: oneshot::Sender<Result<Outcome, ServeError>>,
+        reply: oneshot::Sender<Result<(Outcome, LogIndex), ServeError>>,
     },
     Read(Query),
+    /// The canonical dump of this node's state as it stands, with its applied index
+    /// (no ReadIndex: the lab compares replicas each as it is).
+    Dump(oneshot::Sender<Result<(LogIndex, String), ServeError>>),
     Change {
         change: ConfChange,
         reply: oneshot::Sender<Result<LogIndex, ServeError>>,
@@ -126,8 +129,9 @@ impl NodeHandle {
         }
     }
 
-    /// Proposes an encoded chat command and waits for its outcome.
-    pub async fn propose(&self, data: Vec<u8>) -> Result<Outcome, Status> {
+    /// Proposes an encoded chat command and waits for its outcome and the log index it
+    /// committed at.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(Outcome, LogIndex), Status> {
         let (reply, rx) = oneshot::channel();
         let data = Bytes::from(data);
         if !self.send(Input::Propose { data, reply }) {
@@ -157,6 +161,18 @@ impl NodeHandle {
                 "no quorum: the leader could not confirm a read within {:.1}s",
                 self.timeout.as_secs_f64()
             ))),
+        }
+    }
+
+    /// This node's applied index and the canonical dump of its state there.
+    pub async fn dump(&self) -> Result<(LogIndex, String), Status> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Input::Dump(reply)) {
+            return Err(stopped());
+        }
+        match rx.await {
+            Ok(result) => result.map_err(Status::from),
+            Err(_) => Err(stopped()),
         }
     }
 

@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::proto;
 use crate::raft::{self, Membership, Restored, RoleKind};
 use crate::storage::node::NodeStorage;
+pub use chat_service::INDEX_KEY;
 pub use error::{LEADER_KEY, ServeError};
 pub use handle::{NodeHandle, NodeStatus};
 
