@@ -806,7 +806,7 @@ impl Validator<'_> {
             "delete_messages" => {
                 let all = o.all.unwrap_or(false);
                 let ids = o.ids.unwrap_or_default();
-                if all == !ids.is_empty() {
+                if all != ids.is_empty() {
                     return Err(self.err(line, 1, "delete_messages: give `ids` or `all: true`"));
                 }
                 OpKind::DeleteMessages {

@@ -341,7 +341,11 @@ impl Chat for ChatService {
     }
 }
 
+/// How many missed messages one catch-up query fetches.
+const CATCH_UP_PAGE: usize = 1000;
+
 /// Feeds one subscriber: what it missed since `after`, then new messages as they apply.
+/// Ends when the subscriber goes away.
 async fn forward(
     node: NodeHandle,
     user: String,
@@ -349,30 +353,15 @@ async fn forward(
     mut live: broadcast::Receiver<chat::Message>,
     tx: mpsc::Sender<Result<pb::ChatMessage, Status>>,
 ) {
-    let catch_up = |after: u64| {
-        let node = node.clone();
-        let user = user.clone();
-        async move {
-            node.query(move |store| query::messages_for(store, &user, after, 10_000))
-                .await
-        }
-    };
-    match catch_up(after).await {
-        Ok(missed) => {
-            for m in missed {
-                after = m.id;
-                if tx.send(Ok(message_to_wire(m))).await.is_err() {
-                    return;
-                }
-            }
-        }
-        Err(status) => {
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
+    if !catch_up(&node, &user, &mut after, &tx).await {
+        return;
     }
     loop {
-        match live.recv().await {
+        let next = tokio::select! {
+            next = live.recv() => next,
+            _ = tx.closed() => return,
+        };
+        match next {
             Ok(m) if m.to == user && m.id > after => {
                 after = m.id;
                 if tx.send(Ok(message_to_wire(m))).await.is_err() {
@@ -380,21 +369,44 @@ async fn forward(
                 }
             }
             Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => match catch_up(after).await {
-                Ok(missed) => {
-                    for m in missed {
-                        after = m.id;
-                        if tx.send(Ok(message_to_wire(m))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !catch_up(&node, &user, &mut after, &tx).await {
                     return;
                 }
-            },
+            }
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Sends everything for `user` after `after`, page by page. False if the stream is over.
+async fn catch_up(
+    node: &NodeHandle,
+    user: &str,
+    after: &mut u64,
+    tx: &mpsc::Sender<Result<pb::ChatMessage, Status>>,
+) -> bool {
+    loop {
+        let (who, from) = (user.to_string(), *after);
+        let page = node
+            .query(move |store| query::messages_for(store, &who, from, CATCH_UP_PAGE))
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return false;
+            }
+        };
+        let full = page.len() == CATCH_UP_PAGE;
+        for m in page {
+            *after = m.id;
+            if tx.send(Ok(message_to_wire(m))).await.is_err() {
+                return false;
+            }
+        }
+        if !full {
+            return true;
         }
     }
 }

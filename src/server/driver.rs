@@ -19,7 +19,16 @@ use super::error::ServeError;
 use super::handle::{Input, NodeStatus, Query};
 use super::transport::Transport;
 use crate::chat::{self, Command, Envelope, Outcome, Reply};
-use crate::raft::{Entry, LogIndex, Node, Payload, ProposeError, ReadId, Ready, RoleKind, Term};
+use crate::raft::{
+    Entry, LogIndex, Node, Payload, ProposeError, ReadId, Ready, RoleKind, SnapshotMeta, Term,
+};
+use std::path::PathBuf;
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b)
+}
 use crate::storage::node::NodeStorage;
 use crate::storage::{Result as StorageResult, StorageError};
 
@@ -50,11 +59,15 @@ pub struct Driver {
     /// Reads waiting for their read index, by read id.
     reads: HashMap<ReadId, (Instant, Query)>,
     /// Reads with a read index, waiting for the state to reach it.
-    ready_reads: BTreeMap<LogIndex, Vec<Query>>,
+    ready_reads: BTreeMap<LogIndex, Vec<(Instant, Query)>>,
     next_read: ReadId,
     last_checkpoint: Instant,
     role: RoleKind,
     term: Term,
+    /// Received snapshots stored but not installed yet, by their metadata.
+    staged: Vec<(SnapshotMeta, PathBuf)>,
+    /// A storage failure met while serving a request: it stops the node.
+    fatal: Option<StorageError>,
 }
 
 impl Driver {
@@ -80,10 +93,14 @@ impl Driver {
             waiters: HashMap::new(),
             reads: HashMap::new(),
             ready_reads: BTreeMap::new(),
-            next_read: 1,
+            // Read ids differ between runs of the node: a leader's answer to a read forwarded
+            // before a restart must not match a new one.
+            next_read: (u64::from(rand_u32()) << 32) | 1,
             last_checkpoint: Instant::now(),
             role,
             term,
+            staged: Vec::new(),
+            fatal: None,
         }
     }
 
@@ -106,6 +123,9 @@ impl Driver {
                             Ok(input) => stop = !self.handle(input),
                             Err(_) => break,
                         }
+                    }
+                    if let Some(e) = self.fatal.take() {
+                        return Err(e);
                     }
                     if stop {
                         return self.shutdown();
@@ -142,6 +162,12 @@ impl Driver {
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Peer(msg) => self.node.step(msg),
+            Input::Snapshot { msg, staged } => {
+                if let crate::raft::Body::InstallSnapshot(meta) = &msg.body {
+                    self.staged.push((meta.clone(), staged));
+                }
+                self.node.step(msg);
+            }
             Input::Propose { data, reply } => match self.node.propose(data) {
                 Ok((index, term)) => {
                     self.waiters.insert(index, (term, reply));
@@ -217,6 +243,15 @@ impl Driver {
             self.handle_ready(rd)?;
             self.node.advance();
         }
+        // Received snapshots the core did not take (it was already past them) go.
+        let commit = self.node.commit();
+        self.staged.retain(|(meta, path)| {
+            let keep = meta.index > commit;
+            if !keep {
+                let _ = std::fs::remove_file(path);
+            }
+            keep
+        });
         Ok(())
     }
 
@@ -237,15 +272,32 @@ impl Driver {
             self.transport.send(m);
         }
         // 1. Durable before anything that promises it.
-        if let Some(meta) = &snapshot {
-            info!(
-                index = meta.index,
-                term = meta.term,
-                "installing a snapshot from the leader"
-            );
-        }
-        self.storage
-            .persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+        let staged = match &snapshot {
+            None => None,
+            Some(meta) => {
+                info!(
+                    index = meta.index,
+                    term = meta.term,
+                    "installing a snapshot from the leader"
+                );
+                let at = self.staged.iter().position(|(m, _)| m == meta);
+                let at = at.ok_or_else(|| StorageError::Corrupt {
+                    what: "snapshot",
+                    path: self.storage.layout().snapshots(),
+                    offset: 0,
+                    detail: format!(
+                        "entry {} was accepted but its data is not stored",
+                        meta.index
+                    ),
+                })?;
+                Some(self.staged.swap_remove(at).1)
+            }
+        };
+        self.storage.persist(
+            snapshot.as_ref().zip(staged.as_deref()),
+            &entries,
+            hard_state.as_ref(),
+        )?;
         if snapshot.is_some() {
             // The state jumped: reads waiting for earlier indexes are now satisfied.
             self.serve_reads();
@@ -264,7 +316,11 @@ impl Driver {
                 continue;
             };
             match r.index {
-                Some(index) => self.ready_reads.entry(index).or_default().push(query),
+                Some(index) => self
+                    .ready_reads
+                    .entry(index)
+                    .or_default()
+                    .push((Instant::now(), query)),
                 None => query(Err(ServeError::Unavailable(
                     "leadership changed while confirming the read; retry".into(),
                 ))),
@@ -343,7 +399,7 @@ impl Driver {
         let applied = self.storage.state().applied();
         let later = self.ready_reads.split_off(&(applied + 1));
         let now = std::mem::replace(&mut self.ready_reads, later);
-        for query in now.into_values().flatten() {
+        for (_, query) in now.into_values().flatten() {
             let result = self.storage.state().query(|store| {
                 query(Ok(store));
                 Ok(())

@@ -18,6 +18,11 @@ pub type Query = Box<dyn FnOnce(Result<&dyn Store, ServeError>) + Send>;
 
 pub enum Input {
     Peer(Message),
+    /// An InstallSnapshot message whose snapshot is stored (not yet adopted) at `staged`.
+    Snapshot {
+        msg: Message,
+        staged: std::path::PathBuf,
+    },
     Propose {
         data: Bytes,
         reply: oneshot::Sender<Result<(Outcome, LogIndex), ServeError>>,

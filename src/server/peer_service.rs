@@ -39,6 +39,12 @@ impl Raft for PeerService {
                     address: address.clone(),
                 });
             }
+            if matches!(msg.body, crate::raft::Body::InstallSnapshot(_)) {
+                // Only the snapshot stream may carry it, with its data.
+                return Err(Status::invalid_argument(
+                    "body: install_snapshot travels on InstallSnapshot, with its data",
+                ));
+            }
             if !self.node.send(Input::Peer(msg)) {
                 return Err(Status::unavailable("the node is shutting down"));
             }
@@ -57,12 +63,13 @@ impl Raft for PeerService {
             let chunk = chunk?;
             if let Some(meta) = chunk.meta {
                 let meta = wire::meta_from_wire(meta);
-                // A snapshot no newer than what we hold is not written (it would replace
-                // our own); its message still goes to the core, which acknowledges it.
+                // A snapshot no newer than what we hold is not stored; its message still
+                // goes to the core, which acknowledges it.
                 if meta.index > self.node.status().commit {
                     let dir = self.snapshots.clone();
-                    let w = tokio::task::block_in_place(|| SnapshotWriter::create(&dir, meta))
-                        .map_err(|e| Status::internal(e.to_string()))?;
+                    let w =
+                        tokio::task::block_in_place(|| SnapshotWriter::create_incoming(&dir, meta))
+                            .map_err(|e| Status::internal(e.to_string()))?;
                     writer = Some(w);
                 }
             }
@@ -78,15 +85,32 @@ impl Raft for PeerService {
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
             if chunk.done {
-                if let Some(w) = writer.take() {
-                    tokio::task::block_in_place(|| w.finish())
-                        .map_err(|e| Status::internal(e.to_string()))?;
-                }
                 let msg = chunk.message.ok_or_else(|| {
                     Status::invalid_argument("message: missing on the last chunk")
                 })?;
                 let msg = wire::from_wire(msg).map_err(Status::invalid_argument)?;
-                self.node.send(Input::Peer(msg));
+                let crate::raft::Body::InstallSnapshot(meta) = &msg.body else {
+                    return Err(Status::invalid_argument("message: not an install_snapshot"));
+                };
+                match writer.take() {
+                    Some(w) => {
+                        if w.meta() != meta {
+                            return Err(Status::invalid_argument(
+                                "message: its snapshot is not the one streamed",
+                            ));
+                        }
+                        let staged = tokio::task::block_in_place(|| w.finish())
+                            .map_err(|e| Status::internal(e.to_string()))?;
+                        self.node.send(Input::Snapshot { msg, staged });
+                    }
+                    None => {
+                        // Not stored (we are past it): the core only acknowledges it.
+                        if meta.index > self.node.status().commit {
+                            return Err(Status::invalid_argument("message: no snapshot data came"));
+                        }
+                        self.node.send(Input::Peer(msg));
+                    }
+                }
                 return Ok(Response::new(pb::SnapshotAck { received }));
             }
         }

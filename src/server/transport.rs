@@ -142,6 +142,8 @@ impl PeerTask {
             }
         };
         let mut backoff = Duration::from_millis(20);
+        // One snapshot transfer at a time: a retry while one streams would only compete.
+        let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             let client = RaftClient::new(endpoint.connect_lazy());
             let (stream_tx, stream_rx) = mpsc::channel::<pb::Message>(256);
@@ -157,7 +159,12 @@ impl PeerTask {
                     return; // the link was removed
                 };
                 if let Body::InstallSnapshot(meta) = &msg.body {
+                    use std::sync::atomic::Ordering;
+                    if sending.swap(true, Ordering::AcqRel) {
+                        continue;
+                    }
                     let task = SnapshotSend {
+                        sending: sending.clone(),
                         client: client.clone(),
                         peer: self.peer.clone(),
                         snapshots: self.snapshots.clone(),
@@ -185,6 +192,7 @@ impl PeerTask {
 }
 
 struct SnapshotSend {
+    sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
     client: RaftClient<tonic::transport::Channel>,
     peer: NodeId,
     snapshots: PathBuf,
@@ -200,6 +208,8 @@ impl SnapshotSend {
                 false
             }
         };
+        self.sending
+            .store(false, std::sync::atomic::Ordering::Release);
         let _ = self.driver.send(Input::SnapshotSent {
             peer: self.peer,
             ok,

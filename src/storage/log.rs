@@ -347,10 +347,16 @@ impl LogStore {
 
     /// Starts a new tail segment whose first entry will be `first`.
     fn rotate(&mut self, first: LogIndex) -> Result<()> {
+        // The finished segment is synced before the next one exists, so only the last
+        // segment can ever have a torn end.
         self.write_buffer()?;
+        let path = self.segments.last().expect("never empty").path.clone();
+        self.tail.sync_data().at(&path)?;
+        for f in self.unsynced.drain(..) {
+            f.sync_data().at(&self.dir)?;
+        }
         let (segment, tail) = new_segment(&self.dir, first)?;
-        let old = std::mem::replace(&mut self.tail, tail);
-        self.unsynced.push(old);
+        self.tail = tail;
         self.segments.push(segment);
         self.dir_dirty = true;
         Ok(())
@@ -413,15 +419,17 @@ impl LogStore {
     pub fn reset(&mut self, next: LogIndex) -> Result<()> {
         self.buf.clear();
         self.unsynced.clear();
-        let (segment, tail) = new_segment(&self.dir, next)?;
+        // Old segments go first (oldest first), durably, so that a crash at any point
+        // leaves a gapless log: a suffix of the old one, or the new, empty one.
         for seg in std::mem::take(&mut self.segments) {
-            if seg.path != segment.path {
-                fs::remove_file(&seg.path).at(&seg.path)?;
-            }
+            fs::remove_file(&seg.path).at(&seg.path)?;
         }
+        sync_dir(&self.dir)?;
+        let (segment, tail) = new_segment(&self.dir, next)?;
+        sync_dir(&self.dir)?;
         self.segments.push(segment);
         self.tail = tail;
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     /// Removes whole segments that hold only entries up to `index` (covered by a durable

@@ -78,6 +78,7 @@ impl NodeStorage {
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(NodeStorage, Recovered)> {
         let layout = Layout::new(dir);
         super::fsutil::create_dir(dir)?;
+        snapshot::remove_leftovers(&layout.snapshots())?;
         let hard_state = hardstate::load(dir)?;
         let latest = latest_snapshot(&layout.snapshots())?;
         let mut state = StateDb::open(&layout.state())?;
@@ -90,20 +91,24 @@ impl NodeStorage {
             debug_assert_eq!(state.applied(), meta.index);
         }
         let snapshot = latest.map(|(_, m)| m).unwrap_or_default();
-        let (log, mut entries, torn) = LogStore::open(&layout.log(), segment_bytes)?;
+        let (mut log, mut entries, torn) = LogStore::open(&layout.log(), segment_bytes)?;
         entries.retain(|e| e.index > snapshot.index);
-        if let Some(first) = entries.first()
-            && first.index != snapshot.index + 1
-        {
-            return Err(StorageError::Corrupt {
-                what: "log",
-                path: layout.log(),
-                offset: 0,
-                detail: format!(
-                    "the log resumes at entry {} but the snapshot ends at {}",
-                    first.index, snapshot.index
-                ),
-            });
+        match entries.first() {
+            Some(first) if first.index != snapshot.index + 1 => {
+                return Err(StorageError::Corrupt {
+                    what: "log",
+                    path: layout.log(),
+                    offset: 0,
+                    detail: format!(
+                        "the log resumes at entry {} but the snapshot ends at {}",
+                        first.index, snapshot.index
+                    ),
+                });
+            }
+            // Everything on disk is behind the snapshot (a crash while installing one):
+            // the log starts again after it.
+            None if log.next_index() != snapshot.index + 1 => log.reset(snapshot.index + 1)?,
+            _ => {}
         }
         let applied = state.applied();
         let recovered = Recovered {
@@ -134,16 +139,16 @@ impl NodeStorage {
         &self.state
     }
 
-    /// Step 1 of a Raft Ready: install a received snapshot (its file already stored by
-    /// the transport), append entries, replace the hard state, and sync once.
+    /// Step 1 of a Raft Ready: install a received snapshot (from the file the transport
+    /// stored, `staged`), append entries, replace the hard state, and sync once.
     pub fn persist(
         &mut self,
-        snapshot: Option<&SnapshotMeta>,
+        snapshot: Option<(&SnapshotMeta, &Path)>,
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<()> {
-        if let Some(meta) = snapshot {
-            self.install_snapshot(meta)?;
+        if let Some((meta, staged)) = snapshot {
+            self.install_snapshot(meta, staged)?;
         }
         self.log.append(entries)?;
         if !entries.is_empty() || snapshot.is_some() {
@@ -155,25 +160,19 @@ impl NodeStorage {
         Ok(())
     }
 
-    fn install_snapshot(&mut self, meta: &SnapshotMeta) -> Result<()> {
-        let (path, stored) =
-            latest_snapshot(&self.layout.snapshots())?.ok_or_else(|| StorageError::Corrupt {
-                what: "snapshot",
-                path: self.layout.snapshots(),
-                offset: 0,
-                detail: format!("no snapshot file for entry {}", meta.index),
-            })?;
+    fn install_snapshot(&mut self, meta: &SnapshotMeta, staged: &Path) -> Result<()> {
+        let stored = SnapshotReader::open(staged)?.meta;
         if &stored != meta {
             return Err(StorageError::Corrupt {
                 what: "snapshot",
-                path,
+                path: staged.to_path_buf(),
                 offset: 0,
-                detail: format!(
-                    "stored snapshot is for entry {}, not {}",
-                    stored.index, meta.index
-                ),
+                detail: format!("holds entry {}, not {}", stored.index, meta.index),
             });
         }
+        // In this order: the snapshot becomes the node's (a crash after this restarts from
+        // it: `open` imports it and re-anchors the log), then the state, then the log.
+        let path = snapshot::adopt(&self.layout.snapshots(), staged, meta)?;
         self.state = StateDb::import(&self.layout.state(), &mut SnapshotReader::open(&path)?)?;
         self.log.reset(meta.index + 1)?;
         self.snapshot = meta.clone();
@@ -182,7 +181,7 @@ impl NodeStorage {
 
     /// Where a snapshot received from a leader is written (see [`SnapshotWriter`]).
     pub fn receive_snapshot(&self, meta: SnapshotMeta) -> Result<SnapshotWriter> {
-        SnapshotWriter::create(&self.layout.snapshots(), meta)
+        SnapshotWriter::create_incoming(&self.layout.snapshots(), meta)
     }
 
     /// Step 3 of a Ready: apply committed entries, in one transaction.
@@ -355,13 +354,54 @@ mod tests {
         while let Some(chunk) = r.next_chunk().unwrap() {
             w.write(&chunk).unwrap();
         }
-        w.finish().unwrap();
-        s.persist(Some(&meta), &[], None).unwrap();
+        let staged = w.finish().unwrap();
+        s.persist(Some((&meta, staged.as_path())), &[], None)
+            .unwrap();
         assert_eq!(dump(&s), dump(&leader));
         assert_eq!(s.state().applied(), 12);
         drop(s);
         let (_, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         assert!(rec.entries.is_empty(), "the old log is gone");
         assert_eq!(rec.snapshot.index, 12);
+    }
+
+    #[test]
+    fn a_crash_in_the_middle_of_a_snapshot_install_restarts_from_the_snapshot() {
+        // A leader's snapshot at entry 12.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let log = history(10);
+        let (mut leader, _) = NodeStorage::open(leader_dir.path(), 1 << 20).unwrap();
+        leader.persist(None, &log, None).unwrap();
+        leader.apply(&log).unwrap();
+        let meta = SnapshotMeta {
+            index: 12,
+            term: 1,
+            membership: Membership::default(),
+        };
+        let path = leader.take_snapshot(meta.clone()).unwrap();
+        // A follower with a short log stores it and adopts it, then dies before importing
+        // the state or resetting its log.
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        let mut s = s;
+        s.persist(None, &history(2)[..2], None).unwrap();
+        let mut w = s.receive_snapshot(meta.clone()).unwrap();
+        w.write(&SnapshotReader::open(&path).unwrap().read_all().unwrap())
+            .unwrap();
+        let staged = w.finish().unwrap();
+        snapshot::adopt(&s.layout().snapshots(), &staged, &meta).unwrap();
+        drop(s);
+        let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.snapshot, meta);
+        assert_eq!(rec.applied, 12, "the state was imported from the snapshot");
+        assert!(rec.entries.is_empty());
+        assert_eq!(dump(&s), dump(&leader));
+        // And the log takes the next entry after the snapshot.
+        let next = Entry {
+            index: 13,
+            term: 2,
+            payload: Payload::Noop,
+        };
+        s.persist(None, &[next], None).unwrap();
     }
 }

@@ -44,6 +44,9 @@ pub struct SnapshotWriter {
     dir: PathBuf,
     meta: SnapshotMeta,
     tmp: PathBuf,
+    /// Received from a leader: finished under a unique name, replacing nothing (the
+    /// driver installs it once the core accepts it).
+    incoming: bool,
     out: BufWriter<File>,
     chunks: u64,
     bytes: u64,
@@ -52,8 +55,25 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     pub fn create(dir: &Path, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+        Self::create_as(dir, meta, false)
+    }
+
+    /// A writer for a snapshot streaming in from a leader. Several may run at once (a
+    /// retried transfer): each has its own file.
+    pub fn create_incoming(dir: &Path, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+        Self::create_as(dir, meta, true)
+    }
+
+    fn create_as(dir: &Path, meta: SnapshotMeta, incoming: bool) -> Result<SnapshotWriter> {
         create_dir(dir)?;
-        let tmp = dir.join(format!("{}.tmp", file_name(&meta)));
+        let tmp = if incoming {
+            let mut salt = [0u8; 8];
+            let _ = getrandom::fill(&mut salt);
+            let salt = u64::from_le_bytes(salt);
+            dir.join(format!("{}.{salt:016x}.tmp", file_name(&meta)))
+        } else {
+            dir.join(format!("{}.tmp", file_name(&meta)))
+        };
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -70,11 +90,16 @@ impl SnapshotWriter {
             dir: dir.to_path_buf(),
             meta,
             tmp,
+            incoming,
             out,
             chunks: 0,
             bytes: 0,
             pending: Vec::new(),
         })
+    }
+
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
     }
 
     /// Adds data; it is cut into chunks of at most [`CHUNK`] bytes.
@@ -123,17 +148,54 @@ impl SnapshotWriter {
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
         file.sync_all().at(&self.tmp)?;
+        if self.incoming {
+            let path = self.tmp.with_extension("incoming");
+            fs::rename(&self.tmp, &path).at(&path)?;
+            sync_dir(&self.dir)?;
+            return Ok(path);
+        }
         let path = self.dir.join(file_name(&self.meta));
         fs::rename(&self.tmp, &path).at(&path)?;
         sync_dir(&self.dir)?;
-        for old in list(&self.dir)? {
-            if old != path {
-                fs::remove_file(&old).at(&old)?;
-            }
-        }
-        sync_dir(&self.dir)?;
+        remove_older(&self.dir, &path)?;
         Ok(path)
     }
+}
+
+/// Makes a received snapshot (see [`SnapshotWriter::create_incoming`]) the node's
+/// snapshot: renamed into place, then older ones removed.
+pub fn adopt(dir: &Path, incoming: &Path, meta: &SnapshotMeta) -> Result<PathBuf> {
+    let path = dir.join(file_name(meta));
+    fs::rename(incoming, &path).at(&path)?;
+    sync_dir(dir)?;
+    remove_older(dir, &path)?;
+    Ok(path)
+}
+
+fn remove_older(dir: &Path, keep: &Path) -> Result<()> {
+    for old in list(dir)? {
+        if old != keep {
+            fs::remove_file(&old).at(&old)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Removes what an interrupted write or transfer left behind (at start-up).
+pub fn remove_leftovers(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for item in fs::read_dir(dir).at(dir)? {
+        let path = item.at(dir)?.path();
+        if path
+            .extension()
+            .is_some_and(|x| x == "tmp" || x == "incoming")
+        {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a snapshot file, checking every record.
