@@ -29,6 +29,8 @@ enum Cmd {
     Node(cli::node::NodeArgs),
     /// The chat client: register, login, send, read, list, delete, watch.
     Chat(cli::chat::ChatArgs),
+    /// The lab: run scenarios against real node processes and check what they persisted.
+    Lab(cli::lab::LabArgs),
     /// Show what a stopped node left in its data directory (never changes it).
     ///
     /// Prints the term and vote, the snapshot, the log's first and last entries, the
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
     let (name, result) = match cli.command {
         Cmd::Node(args) => ("node", cli::node::run(args)),
         Cmd::Chat(args) => ("chat", cli::chat::run(args)),
+        Cmd::Lab(args) => ("lab", cli::lab::run(args)),
         Cmd::Inspect { dir, log } => (
             "inspect",
             raftchat::inspect::read(&dir)

@@ -2,6 +2,7 @@
 //! the person at the terminal; `main` prints it and picks the exit status.
 
 pub mod chat;
+pub mod lab;
 pub mod node;
 
 /// A failure to report: the line to print and the exit status.

@@ -108,6 +108,16 @@ impl Client {
         }
     }
 
+    /// This client's id, which every write it sends carries.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// The sequence number of the last write this client sent.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The endpoint requests go to first (the leader, once found).
     pub fn preferred(&self) -> &str {
         &self.endpoints[self.current]

@@ -271,10 +271,22 @@ impl Supervisor {
         }
     }
 
-    /// Stops every node, cleanly where it can.
+    /// Stops every node, cleanly where it can: all are signalled at once, then each is
+    /// waited for (and killed if it does not end within 10 s).
     pub fn stop_all(&mut self) {
-        for name in self.names() {
-            let _ = self.stop(&name);
+        let running: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| self.nodes[n].child.is_some())
+            .collect();
+        for n in &running {
+            let _ = self.signal(n, Signal::SIGCONT);
+            let _ = self.signal(n, Signal::SIGTERM);
+        }
+        for n in &running {
+            if !self.reap(n, Duration::from_secs(10)) {
+                let _ = self.kill(n);
+            }
         }
     }
 }

@@ -1,0 +1,1060 @@
+//! Runs one scenario: starts the nodes as real processes, performs the steps in order,
+//! prints one line per step and a status line of the cluster, then stops the nodes and
+//! runs the offline checks. A failure names the step (file:line), what was expected and
+//! what was seen, and where the node logs are; the run's folder is then kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+
+use super::checks::{self, NodeDir};
+use super::cluster::{NodeSettings, NodeState, Supervisor};
+use super::history::{Acked, Completion, History};
+use super::scenario::{
+    ClusterExpect, Expect, LeaderWait, Load, NodeRef, Op, OpKind, Scenario, Step, StepKind, WaitFor,
+};
+use crate::client::{Client, ClientError};
+use crate::proto::admin::admin_client::AdminClient;
+use crate::proto::admin::{self as admin_pb, StatusReply};
+use crate::proto::chat::ChatMessage;
+use crate::raft::Rng;
+
+/// How a run is made and shown.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The `raftchat` binary that runs the nodes.
+    pub binary: PathBuf,
+    /// Where run folders go (`target/lab` by default).
+    pub out_dir: PathBuf,
+    /// Keep the run folder even when the scenario passes.
+    pub keep: bool,
+    /// Print step lines and status lines as the run goes.
+    pub verbose: bool,
+    /// Color the output (a terminal, not CI).
+    pub color: bool,
+}
+
+impl RunOptions {
+    pub fn new(binary: PathBuf) -> RunOptions {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("CI").is_none();
+        RunOptions {
+            binary,
+            out_dir: PathBuf::from("target/lab"),
+            keep: false,
+            verbose: true,
+            color,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct RunResult {
+    pub name: String,
+    pub file: PathBuf,
+    pub passed: bool,
+    pub duration: Duration,
+    pub leader_changes: usize,
+    pub operations: usize,
+    pub failed_checks: Vec<String>,
+    pub failure: Option<String>,
+    /// The dumps recorded by `snapshot:` steps, by label, in order.
+    pub dumps: Vec<(String, String)>,
+    /// The run folder, if kept.
+    pub kept: Option<PathBuf>,
+}
+
+type StepResult = Result<String, String>;
+
+struct Runner<'a> {
+    s: &'a Scenario,
+    opts: &'a RunOptions,
+    sup: Supervisor,
+    dir: PathBuf,
+    started: Instant,
+    rng: Rng,
+    last_killed: Option<String>,
+    /// Each user's client and session token.
+    users: HashMap<String, (Client, String)>,
+    history: History,
+    admins: HashMap<String, AdminClient<Channel>>,
+    /// Every leader seen, by term: two for one term is a violation.
+    leaders: BTreeMap<u64, String>,
+    violations: Vec<String>,
+    dumps: Vec<(String, String)>,
+}
+
+/// Runs a scenario to the end and checks what the nodes left on disk.
+pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
+    let started = Instant::now();
+    let fail_early = |why: String| RunResult {
+        name: s.name.clone(),
+        file: s.file.clone(),
+        passed: false,
+        duration: started.elapsed(),
+        leader_changes: 0,
+        operations: 0,
+        failed_checks: Vec::new(),
+        failure: Some(why),
+        dumps: Vec::new(),
+        kept: None,
+    };
+    if let Err(e) = std::fs::create_dir_all(&opts.out_dir) {
+        return fail_early(format!("{}: {e}", opts.out_dir.display()));
+    }
+    let tmp = match tempfile::Builder::new()
+        .prefix(&format!("{}-", s.name))
+        .tempdir_in(&opts.out_dir)
+    {
+        Ok(t) => t,
+        Err(e) => return fail_early(format!("{}: {e}", opts.out_dir.display())),
+    };
+    let settings = NodeSettings {
+        binary: opts.binary.clone(),
+        election_timeout_ms: s.election_timeout_ms.unwrap_or((300, 600)),
+        heartbeat_ms: s.heartbeat_ms.unwrap_or(50),
+        snapshot_every: s.snapshot_every.unwrap_or(10_000),
+    };
+    let sup = match Supervisor::new(tmp.path(), s.nodes, settings) {
+        Ok(sup) => sup,
+        Err(e) => return fail_early(format!("cannot prepare the nodes: {e}")),
+    };
+    let mut r = Runner {
+        s,
+        opts,
+        sup,
+        dir: tmp.path().to_path_buf(),
+        started,
+        rng: Rng::new(s.seed),
+        last_killed: None,
+        users: HashMap::new(),
+        history: History::new(started),
+        admins: HashMap::new(),
+        leaders: BTreeMap::new(),
+        violations: Vec::new(),
+        dumps: Vec::new(),
+    };
+    r.say_header();
+    let failure = match tokio::time::timeout(s.timeout, r.steps()).await {
+        Ok(result) => result.err(),
+        Err(_) => Some(format!(
+            "{}: the scenario did not finish within its timeout of {:.0}s",
+            s.file.display(),
+            s.timeout.as_secs_f64()
+        )),
+    };
+    // The end: stop every node, then read what each left on disk.
+    r.sup.stop_all();
+    let nodes: Vec<NodeDir> = r
+        .sup
+        .names()
+        .into_iter()
+        .map(|n| NodeDir {
+            dir: r.sup.node(&n).dir.clone(),
+            name: n,
+        })
+        .collect();
+    let acked = r.history.acked_writes();
+    let mut failed_checks = tokio::task::spawn_blocking(move || checks::check(&nodes, &acked))
+        .await
+        .unwrap_or_else(|e| vec![format!("the checks crashed: {e}")]);
+    failed_checks.extend(r.violations.clone());
+    let passed = failure.is_none() && failed_checks.is_empty();
+    let _ = r.history.write(&r.dir.join("history.jsonl"));
+    let report = json!({
+        "scenario": s.name, "file": s.file, "passed": passed,
+        "duration_s": started.elapsed().as_secs_f64(),
+        "leader_changes": r.leaders.len(), "operations": r.history.operations(),
+        "failure": failure, "failed_checks": failed_checks,
+        "dumps": r.dumps.iter().map(|(l, d)| json!({"label": l, "dump": d})).collect::<Vec<_>>(),
+    });
+    let _ = std::fs::write(r.dir.join("report.json"), format!("{report:#}\n"));
+    let mut result = RunResult {
+        name: s.name.clone(),
+        file: s.file.clone(),
+        passed,
+        duration: started.elapsed(),
+        leader_changes: r.leaders.len(),
+        operations: r.history.operations(),
+        failed_checks,
+        failure,
+        dumps: std::mem::take(&mut r.dumps),
+        kept: None,
+    };
+    if !passed || opts.keep {
+        result.kept = Some(tmp.keep());
+    }
+    if !result.passed {
+        let logs: Vec<String> = r
+            .sup
+            .names()
+            .iter()
+            .map(|n| format!("{n}: {}", r.sup.node(n).log.display()))
+            .collect();
+        let detail = result.failure.clone().unwrap_or_default();
+        result.failure = Some(format!("{detail}\n  node logs: {}", logs.join(", ")));
+    }
+    result
+}
+
+impl Runner<'_> {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.opts.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn say_header(&self) {
+        if !self.opts.verbose {
+            return;
+        }
+        println!(
+            "{} {} ({} nodes, {})",
+            self.paint("1", "scenario"),
+            self.paint("1", &self.s.name),
+            self.s.nodes,
+            self.s.file.display()
+        );
+        if !self.s.description.is_empty() {
+            println!("  {}", self.s.description);
+        }
+    }
+
+    async fn steps(&mut self) -> Result<(), String> {
+        for step in &self.s.steps {
+            let result = self.step(step).await;
+            let at = self.started.elapsed().as_secs_f64();
+            if self.opts.verbose {
+                let (mark, detail) = match &result {
+                    Ok(d) => (self.paint("32", "ok"), d.clone()),
+                    Err(e) => (self.paint("31", "FAILED"), e.clone()),
+                };
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                };
+                println!(
+                    "{at:>7.2}s  line {:<4} {}  {mark}{detail}",
+                    step.line, step.text
+                );
+                println!("           {}", self.status_line().await);
+                let _ = std::io::stdout().flush();
+            }
+            if let Err(e) = result {
+                return Err(format!(
+                    "{}:{}: {}: {e}",
+                    self.s.file.display(),
+                    step.line,
+                    step.text
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- Looking at the cluster. -----
+
+    fn admin(&mut self, name: &str) -> AdminClient<Channel> {
+        let addr = self.sup.node(name).addr.clone();
+        self.admins
+            .entry(addr.clone())
+            .or_insert_with(|| {
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .expect("a loopback address")
+                    .connect_timeout(Duration::from_millis(300))
+                    .connect_lazy();
+                AdminClient::new(channel)
+            })
+            .clone()
+    }
+
+    /// The status of every node that can answer (not down, not paused).
+    async fn statuses(&mut self) -> BTreeMap<String, StatusReply> {
+        let mut out = BTreeMap::new();
+        for name in self.sup.names() {
+            if !self.sup.check_alive(&name) || self.sup.node(&name).state != NodeState::Up {
+                continue;
+            }
+            let mut admin = self.admin(&name);
+            let call = admin.status(admin_pb::StatusRequest {});
+            if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), call).await {
+                let st = reply.into_inner();
+                if st.role == "leader" {
+                    let prior = self.leaders.entry(st.term).or_insert_with(|| st.id.clone());
+                    if *prior != st.id {
+                        let v = format!(
+                            "election safety: {} and {} both led term {}",
+                            prior, st.id, st.term
+                        );
+                        if !self.violations.contains(&v) {
+                            self.violations.push(v);
+                        }
+                    }
+                }
+                out.insert(name, st);
+            }
+        }
+        out
+    }
+
+    /// The leader a majority of the cluster's voters follow, with its term.
+    fn agreed_leader(statuses: &BTreeMap<String, StatusReply>) -> Option<(String, u64)> {
+        let claimant = statuses
+            .values()
+            .filter(|s| s.role == "leader")
+            .max_by_key(|s| s.term)?;
+        let voters = claimant.members.iter().filter(|m| m.voter).count().max(1);
+        let following = statuses
+            .values()
+            .filter(|s| s.term == claimant.term && s.leader == claimant.id)
+            .count();
+        (following > voters / 2).then(|| (claimant.id.clone(), claimant.term))
+    }
+
+    async fn status_line(&mut self) -> String {
+        let statuses = self.statuses().await;
+        let mut parts = Vec::new();
+        for name in self.sup.names() {
+            let state = self.sup.node(&name).state;
+            let part = match (state, statuses.get(&name)) {
+                (NodeState::Up, Some(s)) => {
+                    let role = match s.role.as_str() {
+                        "leader" => self.paint("1;33", "leader"),
+                        other => other.to_string(),
+                    };
+                    format!("{name} up {role} t{} {}/{}", s.term, s.commit, s.applied)
+                }
+                (NodeState::Up, None) => format!("{name} up (no answer)"),
+                (other, _) => format!("{name} {}", self.paint("2", other.word())),
+            };
+            parts.push(part);
+        }
+        parts.join(" | ")
+    }
+
+    fn seen(statuses: &BTreeMap<String, StatusReply>) -> String {
+        if statuses.is_empty() {
+            return "no node answered".into();
+        }
+        statuses
+            .values()
+            .map(|s| {
+                format!(
+                    "{} {} t{} leader {} commit {} applied {}",
+                    s.id,
+                    s.role,
+                    s.term,
+                    if s.leader.is_empty() { "-" } else { &s.leader },
+                    s.commit,
+                    s.applied
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The nodes a reference names, now.
+    async fn resolve(&mut self, r: &NodeRef) -> Result<Vec<String>, String> {
+        let all = self.sup.names();
+        Ok(match r {
+            NodeRef::Node(n) => vec![n.clone()],
+            NodeRef::List(l) => l.clone(),
+            NodeRef::All => all
+                .into_iter()
+                .filter(|n| !self.sup.node(n).joined || self.sup.node(n).dir.exists())
+                .collect(),
+            NodeRef::LastKilled => vec![
+                self.last_killed
+                    .clone()
+                    .ok_or("no node was killed, stopped or paused yet")?,
+            ],
+            NodeRef::Leader => {
+                let st = self.statuses().await;
+                let (leader, _) = Self::agreed_leader(&st)
+                    .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
+                vec![leader]
+            }
+            NodeRef::Follower | NodeRef::Followers => {
+                let st = self.statuses().await;
+                let (leader, _) = Self::agreed_leader(&st)
+                    .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
+                let followers: Vec<String> = all
+                    .into_iter()
+                    .filter(|n| *n != leader && self.sup.node(n).state != NodeState::Down)
+                    .collect();
+                if followers.is_empty() {
+                    return Err("there is no follower".into());
+                }
+                if matches!(r, NodeRef::Followers) {
+                    followers
+                } else {
+                    let i = self.rng.range(0, followers.len() as u64) as usize;
+                    vec![followers[i].clone()]
+                }
+            }
+            NodeRef::Majority | NodeRef::Minority => {
+                let mut shuffled = all.clone();
+                for i in (1..shuffled.len()).rev() {
+                    let j = self.rng.range(0, i as u64 + 1) as usize;
+                    shuffled.swap(i, j);
+                }
+                let majority = shuffled.len() / 2 + 1;
+                if matches!(r, NodeRef::Majority) {
+                    shuffled[..majority].to_vec()
+                } else {
+                    shuffled[majority..].to_vec()
+                }
+            }
+        })
+    }
+
+    /// Polls until `done` holds, or fails after `timeout` with what it saw last.
+    async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&BTreeMap<String, StatusReply>) -> Option<String>,
+    ) -> StepResult {
+        let started = Instant::now();
+        loop {
+            let st = self.statuses().await;
+            if let Some(what) = done(&st) {
+                return Ok(what);
+            }
+            if started.elapsed() >= timeout {
+                return Err(format!(
+                    "timed out after {:.1}s; last seen: {}",
+                    timeout.as_secs_f64(),
+                    Self::seen(&st)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    // ----- Steps. -----
+
+    async fn step(&mut self, step: &Step) -> StepResult {
+        match &step.kind {
+            StepKind::Start(r) => {
+                let names = self.resolve(r).await?;
+                let mut started = Vec::new();
+                for n in names {
+                    if self.sup.node(&n).state == NodeState::Down {
+                        let seed = self.any_up_address();
+                        let pid = self.sup.start(&n, seed)?;
+                        started.push(format!("{n} (pid {pid})"));
+                    }
+                }
+                Ok(format!("started {}", started.join(", ")))
+            }
+            StepKind::Kill(r) => self.signal_nodes(r, "killed", |sup, n| sup.kill(n)).await,
+            StepKind::Stop(r) => self.signal_nodes(r, "stopped", |sup, n| sup.stop(n)).await,
+            StepKind::Pause(r) => self.signal_nodes(r, "paused", |sup, n| sup.pause(n)).await,
+            StepKind::Resume(r) => {
+                let names = self.resolve(r).await?;
+                for n in &names {
+                    self.sup.resume(n)?;
+                }
+                Ok(format!("resumed {}", names.join(", ")))
+            }
+            StepKind::Restart(r) => {
+                let names = self.resolve(r).await?;
+                for n in &names {
+                    self.sup.kill(n)?;
+                    let seed = self.any_up_address();
+                    self.sup.start(n, seed)?;
+                }
+                Ok(format!("restarted {}", names.join(", ")))
+            }
+            StepKind::Wait { what, timeout } => self.wait(what, *timeout).await,
+            StepKind::Sleep(d) => {
+                tokio::time::sleep(*d).await;
+                Ok(String::new())
+            }
+            StepKind::Op(op) => self.op(op).await,
+            StepKind::Load(load) => self.load(load).await,
+            StepKind::Expect(e) => self.expect_cluster(e).await,
+            StepKind::CheckInvariants => self.check_invariants().await,
+            StepKind::Snapshot(label) => self.snapshot(label).await,
+            StepKind::Say(text) => {
+                if self.opts.verbose {
+                    println!("\n  {}\n", self.paint("1;36", &format!(">> {text}")));
+                }
+                Ok(String::new())
+            }
+            StepKind::AddNode { name, wait } => self.add_node(name, *wait).await,
+            StepKind::RemoveNode(r) => self.remove_node(r).await,
+            StepKind::TransferLeader(r) => self.transfer_leader(r).await,
+            StepKind::Compact(r) => {
+                let names = self.resolve(r).await?;
+                let mut done = Vec::new();
+                for n in names {
+                    let mut admin = self.admin(&n);
+                    let reply = admin
+                        .compact(admin_pb::CompactRequest {})
+                        .await
+                        .map_err(|s| format!("compact {n}: {}", s.message()))?;
+                    done.push(format!("{n} at {}", reply.into_inner().snapshot_index));
+                }
+                Ok(format!("snapshots: {}", done.join(", ")))
+            }
+            StepKind::Network(n) => Err(format!(
+                "the lab cannot run `{}` steps yet: network faults are not built",
+                n.name()
+            )),
+        }
+    }
+
+    fn any_up_address(&self) -> Option<String> {
+        self.sup
+            .names()
+            .into_iter()
+            .find(|n| self.sup.node(n).state == NodeState::Up && !self.sup.node(n).joined)
+            .map(|n| self.sup.node(&n).addr.clone())
+    }
+
+    async fn signal_nodes(
+        &mut self,
+        r: &NodeRef,
+        verb: &str,
+        act: impl Fn(&mut Supervisor, &str) -> Result<(), String>,
+    ) -> StepResult {
+        let names = self.resolve(r).await?;
+        for n in &names {
+            act(&mut self.sup, n)?;
+            self.last_killed = Some(n.clone());
+        }
+        Ok(format!("{verb} {}", names.join(", ")))
+    }
+
+    async fn wait(&mut self, what: &WaitFor, timeout: Duration) -> StepResult {
+        match what {
+            WaitFor::Leader(w) => {
+                let (want, not) = match w {
+                    LeaderWait::Any => (None, None),
+                    LeaderWait::Is(r) => (Some(self.resolve(r).await?), None),
+                    LeaderWait::Not(r) => (None, Some(self.resolve(r).await?)),
+                };
+                self.wait_for(timeout, |st| {
+                    let (leader, term) = Self::agreed_leader(st)?;
+                    if want.as_ref().is_some_and(|w| !w.contains(&leader))
+                        || not.as_ref().is_some_and(|n| n.contains(&leader))
+                    {
+                        return None;
+                    }
+                    Some(format!("{leader} leads term {term}"))
+                })
+                .await
+            }
+            WaitFor::Converged(r) => {
+                let names = self.resolve(r).await?;
+                let running: Vec<String> = names
+                    .into_iter()
+                    .filter(|n| self.sup.node(n).state == NodeState::Up)
+                    .collect();
+                self.wait_for(timeout, |st| {
+                    let leader_commit = Self::agreed_leader(st)
+                        .and_then(|(l, _)| st.values().find(|s| s.id == l).map(|s| s.commit))?;
+                    let all = running.iter().all(|n| {
+                        st.get(n).is_some_and(|s| {
+                            s.commit == leader_commit && s.applied == leader_commit
+                        })
+                    });
+                    all.then(|| format!("{} at entry {leader_commit}", running.join(", ")))
+                })
+                .await
+            }
+            WaitFor::CaughtUp(r) => {
+                let names = self.resolve(r).await?;
+                self.wait_for(timeout, |st| {
+                    let (leader, _) = Self::agreed_leader(st)?;
+                    let commit = st.values().find(|s| s.id == leader)?.commit;
+                    let all = names
+                        .iter()
+                        .all(|n| st.get(n).is_some_and(|s| s.applied >= commit));
+                    all.then(|| format!("{} applied entry {commit}", names.join(", ")))
+                })
+                .await
+            }
+        }
+    }
+
+    async fn expect_cluster(&mut self, e: &ClusterExpect) -> StepResult {
+        let st = self.statuses().await;
+        match e {
+            ClusterExpect::Leader(want) => {
+                let got = Self::agreed_leader(&st).map(|(l, _)| l);
+                if got == *want {
+                    Ok(format!("leader {}", want.as_deref().unwrap_or("none")))
+                } else {
+                    Err(format!(
+                        "expected leader {}, saw {}; {}",
+                        want.as_deref().unwrap_or("none"),
+                        got.as_deref().unwrap_or("none"),
+                        Self::seen(&st)
+                    ))
+                }
+            }
+            ClusterExpect::Running(want) => {
+                let mut got: Vec<String> = self
+                    .sup
+                    .names()
+                    .into_iter()
+                    .filter(|n| self.sup.check_alive(n))
+                    .collect();
+                got.sort();
+                let mut want = want.clone();
+                want.sort();
+                if got == want {
+                    Ok(format!("running {}", got.join(", ")))
+                } else {
+                    Err(format!(
+                        "expected running [{}], saw [{}]",
+                        want.join(", "),
+                        got.join(", ")
+                    ))
+                }
+            }
+            ClusterExpect::TermAtLeast(t) => {
+                let top = st.values().map(|s| s.term).max().unwrap_or(0);
+                if top >= *t {
+                    Ok(format!("term {top}"))
+                } else {
+                    Err(format!("expected a term of at least {t}, saw {top}"))
+                }
+            }
+        }
+    }
+
+    async fn dumps(&mut self) -> Vec<(String, u64, String)> {
+        let mut out = Vec::new();
+        for name in self.sup.names() {
+            if self.sup.node(&name).state != NodeState::Up {
+                continue;
+            }
+            let mut admin = self.admin(&name);
+            let call = admin.dump(admin_pb::DumpRequest {});
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), call).await {
+                let r = r.into_inner();
+                out.push((name, r.applied, r.dump));
+            }
+        }
+        out
+    }
+
+    async fn check_invariants(&mut self) -> StepResult {
+        self.statuses().await;
+        if let Some(v) = self.violations.first() {
+            return Err(v.clone());
+        }
+        let dumps = self.dumps().await;
+        let mut by_index: BTreeMap<u64, (&str, &str)> = BTreeMap::new();
+        for (name, applied, dump) in &dumps {
+            if let Some((other, d)) = by_index.get(applied) {
+                if d != dump {
+                    return Err(format!(
+                        "{name} and {other} applied entry {applied} but differ"
+                    ));
+                }
+            } else {
+                by_index.insert(*applied, (name, dump));
+            }
+        }
+        Ok(format!(
+            "{} terms, one leader each; states agree",
+            self.leaders.len()
+        ))
+    }
+
+    async fn snapshot(&mut self, label: &str) -> StepResult {
+        // Every running member first catches up with the leader.
+        let running: Vec<String> = self
+            .sup
+            .names()
+            .into_iter()
+            .filter(|n| self.sup.node(n).state == NodeState::Up)
+            .collect();
+        let _ = self
+            .wait_for(Duration::from_secs(10), |st| {
+                let (leader, _) = Self::agreed_leader(st)?;
+                let commit = st.get(&leader).map(|s| s.commit)?;
+                running
+                    .iter()
+                    .filter(|n| {
+                        st.get(*n)
+                            .is_some_and(|s| s.members.iter().any(|m| &m.id == *n))
+                    })
+                    .all(|n| st.get(n).is_some_and(|s| s.applied == commit))
+                    .then(String::new)
+            })
+            .await;
+        let dumps = self.dumps().await;
+        let Some((first, applied, reference)) = dumps.first().cloned() else {
+            return Err("no node answered with its state".into());
+        };
+        for (name, at, dump) in &dumps[1..] {
+            if dump != &reference {
+                let diff = reference
+                    .lines()
+                    .zip(dump.lines())
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("{first}: {a:?} vs {name}: {b:?}"))
+                    .unwrap_or_else(|| "one state is longer".into());
+                return Err(format!(
+                    "states differ ({first} at entry {applied}, {name} at entry {at}): {diff}"
+                ));
+            }
+        }
+        self.dumps.push((label.to_string(), reference));
+        Ok(format!("{} nodes agree at entry {applied}", dumps.len()))
+    }
+
+    async fn add_node(&mut self, name: &str, wait: bool) -> StepResult {
+        let seed = self
+            .any_up_address()
+            .ok_or("no running node to join through")?;
+        self.sup
+            .add(&self.dir.clone(), name, true)
+            .map_err(|e| format!("cannot prepare {name}: {e}"))?;
+        let pid = self.sup.start(name, Some(seed))?;
+        if !wait {
+            return Ok(format!("started {name} (pid {pid}), joining"));
+        }
+        let name = name.to_string();
+        self.wait_for(Duration::from_secs(60), |st| {
+            let (leader, _) = Self::agreed_leader(st)?;
+            let l = st.get(&leader)?;
+            let voter = l.members.iter().any(|m| m.id == name && m.voter);
+            let caught_up = st.get(&name).is_some_and(|s| s.applied >= l.commit);
+            (voter && caught_up).then(|| format!("{name} joined as a voter and caught up"))
+        })
+        .await
+    }
+
+    async fn leader_admin(&mut self) -> Result<(String, AdminClient<Channel>), String> {
+        let st = self.statuses().await;
+        let (leader, _) = Self::agreed_leader(&st)
+            .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
+        Ok((leader.clone(), self.admin(&leader)))
+    }
+
+    async fn remove_node(&mut self, r: &NodeRef) -> StepResult {
+        let names = self.resolve(r).await?;
+        for n in &names {
+            let (_, mut admin) = self.leader_admin().await?;
+            admin
+                .remove_node(admin_pb::RemoveNodeRequest { id: n.clone() })
+                .await
+                .map_err(|s| format!("remove {n}: {}", s.message()))?;
+            let gone = n.clone();
+            self.wait_for(Duration::from_secs(10), |st| {
+                let (leader, _) = Self::agreed_leader(st)?;
+                let l = st.get(&leader)?;
+                (leader != gone && l.members.iter().all(|m| m.id != gone)).then(String::new)
+            })
+            .await?;
+            self.sup.stop(n)?;
+        }
+        Ok(format!("removed and stopped {}", names.join(", ")))
+    }
+
+    async fn transfer_leader(&mut self, r: &NodeRef) -> StepResult {
+        let names = self.resolve(r).await?;
+        let [target] = names.as_slice() else {
+            return Err("transfer_leader names one node".into());
+        };
+        let (_, mut admin) = self.leader_admin().await?;
+        admin
+            .transfer_leader(admin_pb::TransferLeaderRequest { id: target.clone() })
+            .await
+            .map_err(|s| format!("transfer to {target}: {}", s.message()))?;
+        let target = target.clone();
+        self.wait_for(Duration::from_secs(5), |st| {
+            let (leader, term) = Self::agreed_leader(st)?;
+            (leader == target).then(|| format!("{leader} leads term {term}"))
+        })
+        .await
+    }
+
+    // ----- Chat operations. -----
+
+    fn addresses(&self) -> Vec<String> {
+        self.sup
+            .names()
+            .into_iter()
+            .map(|n| self.sup.node(&n).addr.clone())
+            .collect()
+    }
+
+    async fn op(&mut self, op: &Op) -> StepResult {
+        let user = match &op.kind {
+            OpKind::Register { user, .. }
+            | OpKind::Login { user, .. }
+            | OpKind::Logout { user }
+            | OpKind::Read { user, .. }
+            | OpKind::DeleteMessages { user, .. }
+            | OpKind::DeleteAccount { user } => user.clone(),
+            OpKind::Send { from, .. } => from.clone(),
+            OpKind::ListAccounts { .. } => "lab".to_string(),
+        };
+        let via = match &op.via {
+            Some(r) => self
+                .resolve(r)
+                .await?
+                .first()
+                .map(|n| self.sup.node(n).addr.clone()),
+            None => None,
+        };
+        let addrs = self.addresses();
+        let (client, token) = self
+            .users
+            .entry(user.clone())
+            .or_insert_with(|| (Client::new(addrs), String::new()));
+        client.timeouts.deadline = op.timeout.unwrap_or(Duration::from_secs(10));
+        client.timeouts.attempt = client.timeouts.deadline.min(Duration::from_secs(2));
+        if let Some(addr) = via {
+            client.prefer(&addr);
+        }
+        let outcome = perform(client, token, &op.kind, &self.history, &user).await;
+        judge(&op.expect, outcome)
+    }
+
+    async fn load(&mut self, load: &Load) -> StepResult {
+        let addrs = self.addresses();
+        let mut tasks = tokio::task::JoinSet::new();
+        let total: u32 = load.mix.values().sum();
+        let send_weight = load.mix.get("send").copied().unwrap_or(0);
+        for i in 1..=load.clients {
+            let history = self.history.clone();
+            let addrs = addrs.clone();
+            let deadline = Instant::now() + load.duration;
+            let clients = load.clients;
+            let mut rng = Rng::new(self.s.seed ^ (u64::from(i) << 32));
+            tasks.spawn(async move {
+                let user = format!("load{i}");
+                let mut client = Client::new(addrs);
+                client.timeouts.deadline = Duration::from_secs(2);
+                client.timeouts.attempt = Duration::from_millis(500);
+                let mut token = String::new();
+                let mut done = 0u64;
+                // Bounded in time, and in count as a safeguard.
+                while Instant::now() < deadline && done < 100_000 {
+                    let kind = if token.is_empty() {
+                        OpKind::Register {
+                            user: user.clone(),
+                            password: "load".into(),
+                        }
+                    } else if rng.range(0, u64::from(total)) < u64::from(send_weight) {
+                        let to = format!("load{}", 1 + rng.range(0, u64::from(clients)));
+                        OpKind::Send {
+                            from: user.clone(),
+                            to,
+                            text: format!("load message {done} from {user}"),
+                        }
+                    } else {
+                        OpKind::Read {
+                            user: user.clone(),
+                            limit: Some(10),
+                            with: None,
+                        }
+                    };
+                    let outcome = perform(&mut client, &mut token, &kind, &history, &user).await;
+                    if let (OpKind::Register { .. }, Err(e)) = (&kind, &outcome)
+                        && e.code_name() == "already_exists"
+                    {
+                        let login = OpKind::Login {
+                            user: user.clone(),
+                            password: "load".into(),
+                        };
+                        let _ = perform(&mut client, &mut token, &login, &history, &user).await;
+                    }
+                    if outcome.is_err() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    done += 1;
+                }
+                done
+            });
+        }
+        let mut ops = 0;
+        while let Some(done) = tasks.join_next().await {
+            ops += done.unwrap_or(0);
+        }
+        Ok(format!("{ops} operations by {} clients", load.clients))
+    }
+}
+
+/// What an operation returned.
+enum Outcome {
+    Done,
+    Messages(Vec<ChatMessage>),
+    Accounts(Vec<String>),
+}
+
+/// Performs one operation through the client library, recording it in the history.
+async fn perform(
+    client: &mut Client,
+    token: &mut String,
+    kind: &OpKind,
+    history: &History,
+    process: &str,
+) -> Result<Outcome, ClientError> {
+    let (f, value) = match kind {
+        OpKind::Register { user, .. } => ("register", json!({"user": user})),
+        OpKind::Login { user, .. } => ("login", json!({"user": user})),
+        OpKind::Logout { user } => ("logout", json!({"user": user})),
+        OpKind::Send { from, to, text } => ("send", json!({"from": from, "to": to, "text": text})),
+        OpKind::Read { user, limit, with } => {
+            ("read", json!({"user": user, "limit": limit, "with": with}))
+        }
+        OpKind::DeleteMessages { user, ids, all } => (
+            "delete_messages",
+            json!({"user": user, "ids": ids, "all": all}),
+        ),
+        OpKind::DeleteAccount { user } => ("delete_account", json!({"user": user})),
+        OpKind::ListAccounts { pattern } => ("list_accounts", json!({"pattern": pattern})),
+    };
+    let invoke = history.invoke(process, f, value);
+    let result = match kind {
+        OpKind::Register { user, password } => client.register(user, password).await.map(|r| {
+            *token = r.token;
+            Outcome::Done
+        }),
+        OpKind::Login { user, password } => client.login(user, password).await.map(|r| {
+            *token = r.token;
+            Outcome::Done
+        }),
+        OpKind::Logout { user } => client.logout(user, token).await.map(|()| {
+            token.clear();
+            Outcome::Done
+        }),
+        OpKind::Send { from, to, text } => client
+            .send(from, token, to, text)
+            .await
+            .map(|_| Outcome::Done),
+        OpKind::Read { user, limit, with } => client
+            .read(
+                user,
+                token,
+                with.as_deref().unwrap_or(""),
+                0,
+                limit.unwrap_or(100),
+            )
+            .await
+            .map(Outcome::Messages),
+        OpKind::DeleteMessages { user, ids, all } => client
+            .delete_messages(user, token, ids.clone(), *all)
+            .await
+            .map(|_| Outcome::Done),
+        OpKind::DeleteAccount { user } => client.delete_account(user, token).await.map(|()| {
+            token.clear();
+            Outcome::Done
+        }),
+        OpKind::ListAccounts { pattern } => client
+            .list_accounts(pattern, "", 1000)
+            .await
+            .map(Outcome::Accounts),
+    };
+    let index = client.last_index;
+    let is_write = !matches!(kind, OpKind::ListAccounts { .. });
+    match &result {
+        Ok(_) => {
+            history.complete(invoke, process, f, Completion::Ok, index);
+            if is_write && let Some(index) = index {
+                history.acked(Acked {
+                    what: format!("{f} by {process}"),
+                    index,
+                    client_id: client.client_id(),
+                    seq: client.last_seq(),
+                });
+            }
+        }
+        Err(e) if e.code_name() == "unavailable" => history.complete(
+            invoke,
+            process,
+            f,
+            Completion::Info(e.message.clone()),
+            index,
+        ),
+        Err(e) => history.complete(
+            invoke,
+            process,
+            f,
+            Completion::Fail(e.message.clone()),
+            index,
+        ),
+    }
+    result
+}
+
+/// Compares an operation's outcome with what the step expects.
+fn judge(expect: &Expect, outcome: Result<Outcome, ClientError>) -> StepResult {
+    match (expect, outcome) {
+        (Expect::Error(code), Err(e)) if e.code_name() == code => {
+            Ok(format!("{code}: {}", e.message))
+        }
+        (Expect::Error(code), Err(e)) => Err(format!(
+            "expected {code}, got {}: {}",
+            e.code_name(),
+            e.message
+        )),
+        (Expect::Error(code), Ok(_)) => Err(format!("expected {code}, but it succeeded")),
+        (_, Err(e)) => Err(format!(
+            "expected success, got {}: {}",
+            e.code_name(),
+            e.message
+        )),
+        (Expect::Ok, Ok(Outcome::Messages(ms))) => Ok(format!("{} messages", ms.len())),
+        (Expect::Ok, Ok(Outcome::Accounts(a))) => Ok(format!("{} accounts", a.len())),
+        (Expect::Ok, Ok(Outcome::Done)) => Ok(String::new()),
+        (Expect::Count(n), Ok(Outcome::Messages(ms))) if ms.len() as u64 == *n => {
+            Ok(format!("{n}"))
+        }
+        (Expect::Count(n), Ok(Outcome::Accounts(a))) if a.len() as u64 == *n => Ok(format!("{n}")),
+        (Expect::Count(n), Ok(Outcome::Messages(ms))) => {
+            Err(format!("expected {n}, got {} messages", ms.len()))
+        }
+        (Expect::Count(n), Ok(Outcome::Accounts(a))) => {
+            Err(format!("expected {n}, got {} accounts", a.len()))
+        }
+        (Expect::Accounts(want), Ok(Outcome::Accounts(got))) => {
+            if *want == got {
+                Ok(format!("accounts {}", got.join(", ")))
+            } else {
+                Err(format!("expected accounts {want:?}, got {got:?}"))
+            }
+        }
+        (Expect::Messages(want), Ok(Outcome::Messages(got))) => {
+            let show = |ms: &[ChatMessage]| {
+                ms.iter()
+                    .map(|m| format!("{} -> {}: {:?}", m.from, m.to, m.text))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let fits = want.len() == got.len()
+                && want.iter().zip(&got).all(|(w, g)| {
+                    w.from.as_ref().is_none_or(|f| *f == g.from)
+                        && w.to.as_ref().is_none_or(|t| *t == g.to)
+                        && w.text.as_ref().is_none_or(|t| *t == g.text)
+                        && w.read.is_none_or(|r| r == g.read)
+                });
+            if fits {
+                Ok(format!("{} messages as expected", got.len()))
+            } else {
+                Err(format!(
+                    "expected {} messages matching the step, got [{}]",
+                    want.len(),
+                    show(&got)
+                ))
+            }
+        }
+        (expect, Ok(_)) => Err(format!("{expect:?} does not apply to this operation")),
+    }
+}
