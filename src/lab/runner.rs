@@ -496,6 +496,10 @@ impl Runner<'_> {
                 let names = self.resolve(r).await?;
                 let mut done = Vec::new();
                 for n in names {
+                    if self.sup.node(&n).state != NodeState::Up {
+                        done.push(format!("{n} skipped ({})", self.sup.node(&n).state.word()));
+                        continue;
+                    }
                     let mut admin = self.admin(&n);
                     let reply = admin
                         .compact(admin_pb::CompactRequest {})
