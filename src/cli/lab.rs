@@ -130,8 +130,8 @@ fn print_summary(results: &[RunResult]) {
         .max(8);
     println!();
     println!(
-        "{:<width$}  {:<6}  {:>8}  {:>14}  {:>10}  failed checks",
-        "scenario", "result", "duration", "leader changes", "operations"
+        "{:<width$}  {:<6}  {:>8}  {:>14}  {:>10}  {:>8}  {:>8}  failed checks",
+        "scenario", "result", "duration", "leader changes", "operations", "dropped", "delayed"
     );
     for r in results {
         let checks = if r.failed_checks.is_empty() {
@@ -140,12 +140,14 @@ fn print_summary(results: &[RunResult]) {
             r.failed_checks.len().to_string()
         };
         println!(
-            "{:<width$}  {:<6}  {:>7.1}s  {:>14}  {:>10}  {checks}",
+            "{:<width$}  {:<6}  {:>7.1}s  {:>14}  {:>10}  {:>8}  {:>8}  {checks}",
             r.name,
             if r.passed { "pass" } else { "FAIL" },
             r.duration.as_secs_f64(),
             r.leader_changes,
             r.operations,
+            r.dropped,
+            r.delayed,
         );
     }
 }

@@ -137,10 +137,14 @@ fn rebuild(
             }
             None => StateDb::open(&path).map_err(|e| e.to_string())?,
         };
-    let entries: Vec<Entry> = log
-        .range(state.applied() + 1..=r.applied)
-        .map(|(_, e)| (*e).clone())
-        .collect();
+    // (BTreeMap::range panics on an empty inclusive range, so guard it.)
+    let entries: Vec<Entry> = if r.applied > state.applied() {
+        log.range(state.applied() + 1..=r.applied)
+            .map(|(_, e)| (*e).clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let expected = r.applied.saturating_sub(state.applied());
     if entries.len() as u64 != expected {
         return Err(format!(

@@ -15,7 +15,8 @@ use super::checks::{self, NodeDir};
 use super::cluster::{NodeSettings, NodeState, Supervisor};
 use super::history::{Acked, Completion, History};
 use super::scenario::{
-    ClusterExpect, Expect, LeaderWait, Load, NodeRef, Op, OpKind, Scenario, Step, StepKind, WaitFor,
+    ClusterExpect, Expect, LeaderWait, Load, Network, NodeRef, Op, OpKind, Scenario, Step,
+    StepKind, WaitFor,
 };
 use crate::client::{Client, ClientError};
 use crate::proto::admin::admin_client::AdminClient;
@@ -62,6 +63,9 @@ pub struct RunResult {
     pub operations: usize,
     pub failed_checks: Vec<String>,
     pub failure: Option<String>,
+    /// Peer messages the network faults lost and held back.
+    pub dropped: u64,
+    pub delayed: u64,
     /// The dumps recorded by `snapshot:` steps, by label, in order.
     pub dumps: Vec<(String, String)>,
     /// The run folder, if kept.
@@ -86,6 +90,8 @@ struct Runner<'a> {
     leaders: BTreeMap<u64, String>,
     violations: Vec<String>,
     dumps: Vec<(String, String)>,
+    /// The network faults in force: each node's rules for its messages to each peer.
+    faults: BTreeMap<String, BTreeMap<String, admin_pb::FaultRule>>,
 }
 
 /// Runs a scenario to the end and checks what the nodes left on disk.
@@ -100,6 +106,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         operations: 0,
         failed_checks: Vec::new(),
         failure: Some(why),
+        dropped: 0,
+        delayed: 0,
         dumps: Vec::new(),
         kept: None,
     };
@@ -137,6 +145,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         leaders: BTreeMap::new(),
         violations: Vec::new(),
         dumps: Vec::new(),
+        faults: BTreeMap::new(),
     };
     r.say_header();
     let failure = match tokio::time::timeout(s.timeout, r.steps()).await {
@@ -147,6 +156,12 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
             s.timeout.as_secs_f64()
         )),
     };
+    // What the network faults did, before the counters go with the processes.
+    let (dropped, delayed) = r
+        .statuses()
+        .await
+        .values()
+        .fold((0, 0), |(d, l), s| (d + s.dropped, l + s.delayed));
     // The end: stop every node, then read what each left on disk.
     r.sup.stop_all();
     let nodes: Vec<NodeDir> = r
@@ -169,6 +184,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         "scenario": s.name, "file": s.file, "passed": passed,
         "duration_s": started.elapsed().as_secs_f64(),
         "leader_changes": r.leaders.len(), "operations": r.history.operations(),
+        "dropped": dropped, "delayed": delayed,
         "failure": failure, "failed_checks": failed_checks,
         "dumps": r.dumps.iter().map(|(l, d)| json!({"label": l, "dump": d})).collect::<Vec<_>>(),
     });
@@ -182,6 +198,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         operations: r.history.operations(),
         failed_checks,
         failure,
+        dropped,
+        delayed,
         dumps: std::mem::take(&mut r.dumps),
         kept: None,
     };
@@ -449,6 +467,7 @@ impl Runner<'_> {
                     if self.sup.node(&n).state == NodeState::Down {
                         let seed = self.any_up_address();
                         let pid = self.sup.start(&n, seed)?;
+                        self.apply_faults(&n).await?;
                         started.push(format!("{n} (pid {pid})"));
                     }
                 }
@@ -461,6 +480,7 @@ impl Runner<'_> {
                 let names = self.resolve(r).await?;
                 for n in &names {
                     self.sup.resume(n)?;
+                    self.apply_faults(n).await?;
                 }
                 Ok(format!("resumed {}", names.join(", ")))
             }
@@ -470,6 +490,7 @@ impl Runner<'_> {
                     self.sup.kill(n)?;
                     let seed = self.any_up_address();
                     self.sup.start(n, seed)?;
+                    self.apply_faults(n).await?;
                 }
                 Ok(format!("restarted {}", names.join(", ")))
             }
@@ -509,10 +530,136 @@ impl Runner<'_> {
                 }
                 Ok(format!("snapshots: {}", done.join(", ")))
             }
-            StepKind::Network(n) => Err(format!(
-                "the lab cannot run `{}` steps yet: network faults are not built",
-                n.name()
-            )),
+            StepKind::Network(n) => self.network(n).await,
+        }
+    }
+
+    /// Changes the network faults, then sends every running node its new rules.
+    async fn network(&mut self, n: &Network) -> StepResult {
+        let all = self.sup.names();
+        let summary = match n {
+            Network::Heal => {
+                self.faults.clear();
+                "healed every link".to_string()
+            }
+            Network::Partition(groups) => {
+                self.faults.clear();
+                let group_of = |n: &str| groups.iter().position(|g| g.iter().any(|m| m == n));
+                for a in &all {
+                    for b in &all {
+                        if a != b && (group_of(a).is_none() || group_of(a) != group_of(b)) {
+                            self.rule(a, b).block = true;
+                        }
+                    }
+                }
+                let shown: Vec<String> = groups
+                    .iter()
+                    .map(|g| format!("[{}]", g.join(", ")))
+                    .collect();
+                format!("partitioned {}", shown.join(" | "))
+            }
+            Network::Isolate(r) => {
+                let cut = self.resolve(r).await?;
+                for c in &cut {
+                    for other in &all {
+                        if c != other {
+                            self.rule(c, other).block = true;
+                            self.rule(other, c).block = true;
+                        }
+                    }
+                }
+                format!("isolated {}", cut.join(", "))
+            }
+            Network::Drop { from, to, rate } => {
+                let (from, to) = (self.resolve(from).await?, self.resolve(to).await?);
+                for f in &from {
+                    for t in &to {
+                        if f != t {
+                            self.rule(f, t).drop_rate = *rate;
+                        }
+                    }
+                }
+                format!(
+                    "{}: {:.0}% lost to {}",
+                    from.join(", "),
+                    rate * 100.0,
+                    to.join(", ")
+                )
+            }
+            Network::Delay { between, ms } => {
+                let (a, b) = (
+                    self.resolve(&between.0).await?,
+                    self.resolve(&between.1).await?,
+                );
+                for x in &a {
+                    for y in &b {
+                        if x == y {
+                            continue;
+                        }
+                        for (from, to) in [(x, y), (y, x)] {
+                            let r = self.rule(from, to);
+                            r.delay_min_ms = ms.0;
+                            r.delay_max_ms = ms.1;
+                        }
+                    }
+                }
+                format!(
+                    "{}-{} ms between {} and {}",
+                    ms.0,
+                    ms.1,
+                    a.join(", "),
+                    b.join(", ")
+                )
+            }
+        };
+        for name in all {
+            if self.sup.node(&name).state == NodeState::Up {
+                self.apply_faults(&name).await?;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The rule for messages from `from` to `to` (a new, harmless one if none).
+    fn rule(&mut self, from: &str, to: &str) -> &mut admin_pb::FaultRule {
+        self.faults
+            .entry(from.to_string())
+            .or_default()
+            .entry(to.to_string())
+            .or_insert_with(|| admin_pb::FaultRule {
+                peer: to.to_string(),
+                ..Default::default()
+            })
+    }
+
+    /// Sends a node its fault rules (it forgets them when it restarts), retrying while it
+    /// starts up.
+    async fn apply_faults(&mut self, name: &str) -> Result<(), String> {
+        let rules: Vec<admin_pb::FaultRule> = self
+            .faults
+            .get(name)
+            .map(|m| m.values().filter(|r| r.peer != name).cloned().collect())
+            .unwrap_or_default();
+        let fresh = self.sup.node(name).state == NodeState::Up;
+        if rules.is_empty() && !fresh {
+            return Ok(());
+        }
+        let seed = self.s.seed ^ crate::raft::hash_seed(name);
+        let started = Instant::now();
+        loop {
+            let mut admin = self.admin(name);
+            let request = admin_pb::FaultsRequest {
+                rules: rules.clone(),
+                seed,
+            };
+            let call = admin.set_faults(request);
+            match tokio::time::timeout(Duration::from_millis(500), call).await {
+                Ok(Ok(_)) => return Ok(()),
+                _ if started.elapsed() > Duration::from_secs(10) => {
+                    return Err(format!("{name} did not take its network faults"));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 

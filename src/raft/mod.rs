@@ -45,7 +45,7 @@ mod progress;
 mod ready;
 mod rng;
 
-pub use rng::Rng;
+pub use rng::{Rng, hash_str as hash_seed};
 mod types;
 
 pub use config::Config;

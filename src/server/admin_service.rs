@@ -42,6 +42,9 @@ impl Admin for AdminService {
             last_index: st.last_index,
             snapshot_index: st.snapshot_index,
             members,
+            faults: self.node.faults.describe(),
+            dropped: self.node.faults.counters().0,
+            delayed: self.node.faults.counters().1,
             progress: st
                 .matched
                 .iter()
@@ -93,6 +96,38 @@ impl Admin for AdminService {
     async fn dump(&self, _: Request<pb::DumpRequest>) -> Result<Response<pb::DumpReply>, Status> {
         let (applied, dump) = self.node.dump().await?;
         Ok(Response::new(pb::DumpReply { applied, dump }))
+    }
+
+    async fn set_faults(
+        &self,
+        request: Request<pb::FaultsRequest>,
+    ) -> Result<Response<pb::FaultsReply>, Status> {
+        use crate::server::faults::Rule;
+        let r = request.into_inner();
+        let mut rules = std::collections::BTreeMap::new();
+        for rule in r.rules {
+            if !(0.0..=1.0).contains(&rule.drop_rate) {
+                return Err(Status::invalid_argument(
+                    "drop_rate: must be between 0 and 1",
+                ));
+            }
+            if rule.delay_min_ms > rule.delay_max_ms {
+                return Err(Status::invalid_argument(
+                    "delay_min_ms: must not exceed delay_max_ms",
+                ));
+            }
+            rules.insert(
+                rule.peer,
+                Rule {
+                    block: rule.block,
+                    drop_rate: rule.drop_rate,
+                    delay_ms: (rule.delay_min_ms, rule.delay_max_ms),
+                },
+            );
+        }
+        self.node.faults.set(rules, r.seed);
+        let (dropped, delayed) = self.node.faults.counters();
+        Ok(Response::new(pb::FaultsReply { dropped, delayed }))
     }
 
     async fn compact(

@@ -80,6 +80,8 @@ impl NodeStatus {
 
 #[derive(Clone)]
 pub struct NodeHandle {
+    /// The network faults in force on this node's peer traffic.
+    pub faults: Arc<super::faults::Faults>,
     inputs: mpsc::Sender<Input>,
     status: Arc<RwLock<NodeStatus>>,
     messages: broadcast::Sender<chat::Message>,
@@ -92,12 +94,14 @@ fn stopped() -> Status {
 
 impl NodeHandle {
     pub fn new(
+        faults: Arc<super::faults::Faults>,
         inputs: mpsc::Sender<Input>,
         status: Arc<RwLock<NodeStatus>>,
         messages: broadcast::Sender<chat::Message>,
         timeout: Duration,
     ) -> NodeHandle {
         NodeHandle {
+            faults,
             inputs,
             status,
             messages,

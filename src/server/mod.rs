@@ -14,6 +14,7 @@ mod admin_service;
 mod chat_service;
 mod driver;
 mod error;
+pub mod faults;
 pub mod handle;
 mod peer_service;
 mod transport;
@@ -143,7 +144,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         matched: Vec::new(),
     }));
     let (messages_tx, _) = broadcast::channel(4096);
+    let faults = Arc::new(faults::Faults::default());
     let handle = NodeHandle::new(
+        faults.clone(),
         inputs_tx.clone(),
         status.clone(),
         messages_tx.clone(),
@@ -152,6 +155,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let snapshots = storage.layout().snapshots();
     let transport = transport::Transport::new(
         cfg.id.clone(),
+        faults,
         cfg.listen.clone(),
         tokio::runtime::Handle::current(),
         snapshots.clone(),

@@ -38,6 +38,7 @@ pub const ADDRESS_KEY: &str = "raft-address";
 
 pub struct Transport {
     id: NodeId,
+    faults: std::sync::Arc<super::faults::Faults>,
     /// This node's own address, announced to peers.
     address: String,
     /// Addresses peers announced that the configuration does not (yet) hold.
@@ -51,6 +52,7 @@ pub struct Transport {
 impl Transport {
     pub fn new(
         id: NodeId,
+        faults: std::sync::Arc<super::faults::Faults>,
         address: String,
         runtime: Handle,
         snapshots: PathBuf,
@@ -58,6 +60,7 @@ impl Transport {
     ) -> Transport {
         Transport {
             id,
+            faults,
             address,
             learned: HashMap::new(),
             runtime,
@@ -109,13 +112,25 @@ impl Transport {
 
     /// Hands a message to its peer's queue; drops it if the peer is unknown or behind.
     pub fn send(&self, msg: Message) {
-        match self.links.get(&msg.to) {
-            Some(link) => {
+        let Some(link) = self.links.get(&msg.to) else {
+            debug!(to = %msg.to, "no address for a peer; message dropped");
+            return;
+        };
+        match self.faults.fate(&msg.to) {
+            super::faults::Fate::Deliver => {
                 if link.tx.try_send(msg).is_err() {
                     debug!("queue to a peer is full; a message was dropped");
                 }
             }
-            None => debug!(to = %msg.to, "no address for a peer; message dropped"),
+            super::faults::Fate::Drop => {}
+            super::faults::Fate::Delay(d) => {
+                // Held back on a timer of its own, so later messages can overtake it.
+                let tx = link.tx.clone();
+                self.runtime.spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = tx.try_send(msg);
+                });
+            }
         }
     }
 }
