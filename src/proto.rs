@@ -18,3 +18,14 @@ pub mod admin {
 
 /// Every proto's descriptors, for gRPC server reflection.
 pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// Response and request metadata keys: part of the wire contract, beside the protos.
+pub mod metadata {
+    /// On a refused write: the address of the leader to send it to instead.
+    pub const LEADER: &str = "raft-leader";
+    /// On a write's reply: the log index it committed at.
+    pub const INDEX: &str = "raft-index";
+    /// On a peer's message stream: the sender's own address, so a node that does not know
+    /// it yet (one that is joining) can answer.
+    pub const ADDRESS: &str = "raft-address";
+}

@@ -15,7 +15,6 @@ use tonic::{Code, Status};
 use crate::proto::admin::admin_client::AdminClient;
 use crate::proto::chat as pb;
 use crate::proto::chat::chat_client::ChatClient;
-use crate::server::LEADER_KEY;
 
 /// A failed request: its gRPC code and one line for a person.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +81,7 @@ pub struct Client {
 
 fn index_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
     metadata
-        .get(crate::server::INDEX_KEY)
+        .get(crate::proto::metadata::INDEX)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }
@@ -211,7 +210,7 @@ impl Client {
             last = ClientError::from_status(&status);
             match status
                 .metadata()
-                .get(LEADER_KEY)
+                .get(crate::proto::metadata::LEADER)
                 .and_then(|v| v.to_str().ok())
             {
                 Some(leader) if leader != self.endpoints[self.current] => {

@@ -113,7 +113,7 @@ fn message_to_wire(m: chat::Message) -> pb::ChatMessage {
 }
 
 /// The response metadata key that carries the log index a write committed at.
-pub const INDEX_KEY: &str = "raft-index";
+pub const INDEX_KEY: &str = crate::proto::metadata::INDEX;
 
 impl ChatService {
     /// Proposes a command; returns its reply and the log index it committed at.

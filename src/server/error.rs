@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use crate::chat::ChatError;
 
 /// The response metadata key that carries the leader's address with a redirect.
-pub const LEADER_KEY: &str = "raft-leader";
+pub const LEADER_KEY: &str = crate::proto::metadata::LEADER;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServeError {

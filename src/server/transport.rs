@@ -34,7 +34,7 @@ struct Link {
 }
 
 /// The request metadata key on a peer stream that carries the sender's address.
-pub const ADDRESS_KEY: &str = "raft-address";
+pub const ADDRESS_KEY: &str = crate::proto::metadata::ADDRESS;
 
 pub struct Transport {
     id: NodeId,
