@@ -24,7 +24,7 @@ impl Store for MemoryStore {
         let Some(t) = self.tables.get(&table) else {
             return Ok(Vec::new());
         };
-        let start = if from > prefix { from } else { prefix };
+        let start = from.max(prefix);
         Ok(t.range(start.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)

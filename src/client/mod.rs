@@ -117,11 +117,6 @@ impl Client {
         self.seq
     }
 
-    /// The endpoint requests go to first (the leader, once found).
-    pub fn preferred(&self) -> &str {
-        &self.endpoints[self.current]
-    }
-
     /// Sends the next request to `address` first (adding it to the endpoints if new).
     pub fn prefer(&mut self, address: &str) {
         self.current = match self.endpoints.iter().position(|e| e == address) {

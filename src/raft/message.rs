@@ -87,19 +87,3 @@ pub enum AppendResponse {
         conflict_index: LogIndex,
     },
 }
-
-impl Message {
-    /// Whether the message asks something of its receiver (as opposed to answering).
-    pub fn is_request(&self) -> bool {
-        matches!(
-            self.body,
-            Body::PreVote(_)
-                | Body::Vote(_)
-                | Body::Append(_)
-                | Body::Heartbeat { .. }
-                | Body::InstallSnapshot(_)
-                | Body::TimeoutNow
-                | Body::ReadIndex { .. }
-        )
-    }
-}

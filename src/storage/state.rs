@@ -332,7 +332,7 @@ fn scan_table(
     from: &[u8],
     limit: usize,
 ) -> std::result::Result<Rows, StoreError> {
-    let start = if from > prefix { from } else { prefix };
+    let start = from.max(prefix);
     let mut out = Vec::new();
     for row in t.range::<&[u8]>(start..).map_err(store_err)? {
         let (k, v) = row.map_err(store_err)?;

@@ -563,6 +563,7 @@ impl Sim {
     }
 
     fn handle_ready(&mut self, id: &str, rd: Ready) {
+        let must_persist = rd.must_persist();
         let Ready {
             messages,
             snapshot,
@@ -588,7 +589,6 @@ impl Sim {
             );
             self.transmit(m);
         }
-        let must_persist = snapshot.is_some() || !entries.is_empty() || hard_state.is_some();
         if self.crash_enabled && must_persist && self.rng_chance(self.cfg.crash_in_ready) {
             // Died before the fsync: the disk keeps none of this Ready.
             self.crash(id);
