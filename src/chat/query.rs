@@ -1,6 +1,7 @@
 //! Reads of the chat state that change nothing: served after a ReadIndex, never from the
 //! log. Also the canonical dump that tests and the lab compare across replicas.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::keys::{self, Account, Message};
@@ -114,6 +115,11 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 /// The canonical text of the chat state: accounts and messages, sorted, without tokens,
 /// hashes, times or ids (which differ from run to run), so equal states give equal text.
+///
+/// A large state stays readable: past [`DUMP_LISTED`] messages each conversation is one
+/// line with its counts and a checksum of its messages, and a long text shows its start,
+/// length and checksum. Equal states still give equal text, and a different message
+/// changes a checksum.
 pub fn dump(store: &dyn Store) -> Result<String, StoreError> {
     let mut out = String::new();
     let accounts = store.scan(Table::Accounts, b"", b"", usize::MAX)?;
@@ -123,12 +129,56 @@ pub fn dump(store: &dyn Store) -> Result<String, StoreError> {
     }
     let messages = store.scan(Table::Messages, b"", b"", usize::MAX)?;
     let _ = writeln!(out, "messages: {}", messages.len());
+    let mut conversations: BTreeMap<(String, String), Conversation> = BTreeMap::new();
     for (_, data) in &messages {
         let m = Message::decode_one(data).map_err(|e| decode_err("message", e))?;
         let state = if m.read { "read" } else { "unread" };
-        let _ = writeln!(out, "  {} -> {}: {:?} ({state})", m.from, m.to, m.text);
+        let line = format!("{} -> {}: {} ({state})", m.from, m.to, shown_text(&m.text));
+        if messages.len() <= DUMP_LISTED {
+            let _ = writeln!(out, "  {line}");
+            continue;
+        }
+        let c = conversations.entry((m.from, m.to)).or_default();
+        c.count += 1;
+        c.unread += u64::from(!m.read);
+        c.crc = crc32c::crc32c_append(c.crc, line.as_bytes());
+    }
+    for ((from, to), c) in conversations {
+        let _ = writeln!(
+            out,
+            "  {from} -> {to}: {} messages, {} unread, crc32c {:08x}",
+            c.count, c.unread, c.crc
+        );
     }
     Ok(out)
+}
+
+/// Past this many messages, a dump shows conversations rather than messages.
+pub const DUMP_LISTED: usize = 200;
+/// Texts longer than this are shown by their start, length and checksum.
+const DUMP_TEXT: usize = 80;
+
+#[derive(Default)]
+struct Conversation {
+    count: u64,
+    unread: u64,
+    crc: u32,
+}
+
+fn shown_text(text: &str) -> String {
+    if text.len() <= DUMP_TEXT {
+        return format!("{text:?}");
+    }
+    let mut end = 40;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{:?}... ({} bytes, crc32c {:08x})",
+        &text[..end],
+        text.len(),
+        crc32c::crc32c(text.as_bytes())
+    )
 }
 
 #[cfg(test)]

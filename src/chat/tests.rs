@@ -348,3 +348,41 @@ fn the_dump_is_canonical() {
         "accounts: 2\n  alice\n  bob\nmessages: 2\n  bob -> alice: \"hi \\\"alice\\\"\" (read)\n  alice -> bob: \"hello\" (unread)\n"
     );
 }
+
+#[test]
+fn a_large_dump_shows_conversations_and_still_tells_states_apart() {
+    let build = |last: &str| {
+        let mut c = Chat::new();
+        let a = c.register("alice");
+        c.register("bob");
+        for i in 0..query::DUMP_LISTED {
+            c.send("alice", &a, "bob", &format!("m{i}")).unwrap();
+        }
+        c.send("alice", &a, "bob", last).unwrap();
+        query::dump(&c.store).unwrap()
+    };
+    let one = build(&"x".repeat(100));
+    let lines: Vec<&str> = one.lines().collect();
+    assert_eq!(lines[3], format!("messages: {}", query::DUMP_LISTED + 1));
+    assert!(
+        lines[4].starts_with("  alice -> bob: 201 messages, 201 unread, crc32c "),
+        "{one}"
+    );
+    assert_eq!(lines.len(), 5, "{one}");
+    assert_eq!(one, build(&"x".repeat(100)));
+    assert_ne!(one, build(&format!("{}y", "x".repeat(99))));
+}
+
+#[test]
+fn a_long_text_is_shown_by_its_start_length_and_checksum() {
+    let mut c = Chat::new();
+    let a = c.register("alice");
+    c.register("bob");
+    c.send("alice", &a, "bob", &"z".repeat(300)).unwrap();
+    let dump = query::dump(&c.store).unwrap();
+    let line = dump.lines().last().unwrap();
+    assert!(
+        line.starts_with(&format!("  alice -> bob: {:?}... (300 bytes, crc32c ", "z".repeat(40))),
+        "{line}"
+    );
+}

@@ -734,6 +734,21 @@ impl Runner<'_> {
                 })
                 .await
             }
+            WaitFor::ReceivingSnapshot(r) => {
+                let names = self.resolve(r).await?;
+                self.wait_for(timeout, |st| {
+                    let got: Vec<String> = names
+                        .iter()
+                        .filter_map(|n| {
+                            let bytes = st.get(n)?.snapshot_receiving;
+                            (bytes > 0).then(|| format!("{n} has {} KiB", bytes / 1024))
+                        })
+                        .collect();
+                    (got.len() == names.len())
+                        .then(|| format!("receiving a snapshot: {}", got.join(", ")))
+                })
+                .await
+            }
         }
     }
 
@@ -986,7 +1001,7 @@ impl Runner<'_> {
             let history = self.history.clone();
             let addrs = addrs.clone();
             let deadline = Instant::now() + load.duration;
-            let clients = load.clients;
+            let (clients, count, size) = (load.clients, load.count, load.size);
             let mut rng = Rng::new(self.s.seed ^ (u64::from(i) << 32));
             tasks.spawn(async move {
                 let user = format!("load{i}");
@@ -995,8 +1010,7 @@ impl Runner<'_> {
                 client.timeouts.attempt = Duration::from_millis(500);
                 let mut token = String::new();
                 let mut done = 0u64;
-                // Bounded in time, and in count as a safeguard.
-                while Instant::now() < deadline && done < 100_000 {
+                while Instant::now() < deadline && done < count {
                     let kind = if token.is_empty() {
                         OpKind::Register {
                             user: user.clone(),
@@ -1007,7 +1021,7 @@ impl Runner<'_> {
                         OpKind::Send {
                             from: user.clone(),
                             to,
-                            text: format!("load message {done} from {user}"),
+                            text: load_text(done, &user, size),
                         }
                     } else {
                         OpKind::Read {
@@ -1029,7 +1043,9 @@ impl Runner<'_> {
                     if outcome.is_err() {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    done += 1;
+                    if !matches!(kind, OpKind::Register { .. }) {
+                        done += 1;
+                    }
                 }
                 done
             });
@@ -1040,6 +1056,17 @@ impl Runner<'_> {
         }
         Ok(format!("{ops} operations by {} clients", load.clients))
     }
+}
+
+/// The text of a load's message: its number and sender, padded to `size` bytes.
+fn load_text(n: u64, user: &str, size: usize) -> String {
+    let mut text = format!("load message {n} from {user}");
+    if text.len() < size {
+        let pad = size - text.len();
+        text.push(' ');
+        text.extend(std::iter::repeat_n('.', pad - 1));
+    }
+    text
 }
 
 /// What an operation returned.

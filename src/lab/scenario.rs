@@ -61,6 +61,8 @@ pub enum WaitFor {
     Leader(LeaderWait),
     Converged(NodeRef),
     CaughtUp(NodeRef),
+    /// Until that node is partway through receiving a snapshot.
+    ReceivingSnapshot(NodeRef),
 }
 
 /// What an operation is expected to give.
@@ -129,7 +131,12 @@ pub struct Op {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Load {
     pub clients: u32,
+    /// The bound in time (the load stops at whichever bound comes first).
     pub duration: Duration,
+    /// The bound in operations per client, registration not counted.
+    pub count: u64,
+    /// Bytes in each sent message's text.
+    pub size: usize,
     /// Weights of each operation (send, read).
     pub mix: BTreeMap<String, u32>,
 }
@@ -280,6 +287,8 @@ struct RawWait {
     #[serde(default)]
     caught_up: Option<RawRef>,
     #[serde(default)]
+    receiving_snapshot: Option<RawRef>,
+    #[serde(default)]
     timeout: Option<String>,
 }
 
@@ -352,7 +361,12 @@ struct RawOp {
 #[serde(deny_unknown_fields)]
 struct RawLoad {
     clients: u32,
-    duration: String,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    size: Option<usize>,
     #[serde(default)]
     mix: Option<BTreeMap<String, u32>>,
 }
@@ -436,6 +450,11 @@ enum RawStep {
     Snapshot(String),
     Say(String),
 }
+
+/// Operations per client in a `load`, at most (and when no count is given).
+const LOAD_COUNT_BOUND: u64 = 100_000;
+/// How long a `load` given only a count may run.
+const LOAD_COUNT_TIME_BOUND: Duration = Duration::from_secs(120);
 
 /// Parses `250ms`, `5s`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -719,21 +738,22 @@ impl Validator<'_> {
             Some(t) => self.duration(line, "wait.timeout", t)?,
             None => Duration::from_secs(10),
         };
-        let what = match (w.leader, w.converged, w.caught_up) {
-            (Some(l), None, None) => WaitFor::Leader(match l.as_str() {
+        let what = match (w.leader, w.converged, w.caught_up, w.receiving_snapshot) {
+            (Some(l), None, None, None) => WaitFor::Leader(match l.as_str() {
                 "any" => LeaderWait::Any,
                 other => match other.strip_prefix("not ") {
                     Some(r) => LeaderWait::Not(self.node_ref(line, RawRef::One(r.trim().into()))?),
                     None => LeaderWait::Is(self.node_ref(line, RawRef::One(other.into()))?),
                 },
             }),
-            (None, Some(r), None) => WaitFor::Converged(self.node_ref(line, r)?),
-            (None, None, Some(r)) => WaitFor::CaughtUp(self.node_ref(line, r)?),
+            (None, Some(r), None, None) => WaitFor::Converged(self.node_ref(line, r)?),
+            (None, None, Some(r), None) => WaitFor::CaughtUp(self.node_ref(line, r)?),
+            (None, None, None, Some(r)) => WaitFor::ReceivingSnapshot(self.node_ref(line, r)?),
             _ => {
                 return Err(self.err(
                     line,
                     1,
-                    "wait: give exactly one of leader, converged, caught_up",
+                    "wait: give exactly one of leader, converged, caught_up, receiving_snapshot",
                 ));
             }
         };
@@ -896,7 +916,33 @@ impl Validator<'_> {
     }
 
     fn load(&self, line: u64, l: RawLoad) -> Result<Load, ParseError> {
-        let duration = self.duration(line, "load.duration", &l.duration)?;
+        let duration = match (&l.duration, l.count) {
+            (Some(d), _) => self.duration(line, "load.duration", d)?,
+            // A load bounded by count still gets a bound in time.
+            (None, Some(_)) => LOAD_COUNT_TIME_BOUND,
+            (None, None) => {
+                return Err(self.err(line, 1, "load: give duration, count or both"));
+            }
+        };
+        let count = l.count.unwrap_or(LOAD_COUNT_BOUND);
+        if count == 0 || count > LOAD_COUNT_BOUND {
+            return Err(self.err(
+                line,
+                1,
+                format!("load.count: must be 1 to {LOAD_COUNT_BOUND}"),
+            ));
+        }
+        let size = l.size.unwrap_or(0);
+        if size > crate::chat::validate::MAX_TEXT {
+            return Err(self.err(
+                line,
+                1,
+                format!(
+                    "load.size: a message holds at most {} bytes",
+                    crate::chat::validate::MAX_TEXT
+                ),
+            ));
+        }
         if l.clients == 0 || l.clients > 256 {
             return Err(self.err(line, 1, "load.clients: must be 1 to 256"));
         }
@@ -918,6 +964,8 @@ impl Validator<'_> {
         Ok(Load {
             clients: l.clients,
             duration,
+            count,
+            size,
             mix,
         })
     }

@@ -68,6 +68,9 @@ pub struct Driver {
     staged: Vec<(SnapshotMeta, PathBuf)>,
     /// A storage failure met while serving a request: it stops the node.
     fatal: Option<StorageError>,
+    /// Whether the configuration in force holds this node: leaving it is worth a log
+    /// line, while a joining node's snapshot from before its joining is not.
+    member: bool,
 }
 
 impl Driver {
@@ -82,6 +85,7 @@ impl Driver {
         cfg: DriverConfig,
     ) -> Driver {
         let (role, term) = (node.role(), node.term());
+        let member = node.membership().contains(node.id());
         Driver {
             node,
             storage,
@@ -101,6 +105,7 @@ impl Driver {
             term,
             staged: Vec::new(),
             fatal: None,
+            member,
         }
     }
 
@@ -339,12 +344,14 @@ impl Driver {
                 term = self.node.term(),
                 "configuration changed"
             );
-            if !m.contains(self.node.id()) && m.voters.keys().len() > 0 {
+            let member = m.contains(self.node.id());
+            if self.member && !member {
                 info!(
                     term = self.node.term(),
                     "this node is no longer a member of the cluster"
                 );
             }
+            self.member = member;
             self.transport.update(&m);
         }
         Ok(())

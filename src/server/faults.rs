@@ -77,6 +77,24 @@ impl Faults {
         Fate::Deliver
     }
 
+    /// What happens to the next chunk of a stream to `peer` (a snapshot transfer): a
+    /// blocked link cuts the stream, a delay holds each chunk back. Lost packets on a
+    /// stream are resent underneath, so a drop rate costs nothing here.
+    pub fn chunk_fate(&self, peer: &str) -> Fate {
+        let mut guard = self.rules.lock().expect("faults lock");
+        let (rules, rng) = &mut *guard;
+        match rules.get(peer) {
+            Some(rule) if rule.block => Fate::Drop,
+            Some(rule) if rule.delay_ms.1 > 0 => {
+                let (lo, hi) = rule.delay_ms;
+                let ms = if hi > lo { rng.range(lo, hi + 1) } else { lo };
+                self.delayed.fetch_add(1, Ordering::Relaxed);
+                Fate::Delay(Duration::from_millis(ms))
+            }
+            _ => Fate::Deliver,
+        }
+    }
+
     pub fn counters(&self) -> (u64, u64) {
         (
             self.dropped.load(Ordering::Relaxed),

@@ -82,6 +82,8 @@ impl NodeStatus {
 pub struct NodeHandle {
     /// The network faults in force on this node's peer traffic.
     pub faults: Arc<super::faults::Faults>,
+    /// Bytes received so far of a snapshot still streaming in (0 when none is).
+    pub receiving: Arc<std::sync::atomic::AtomicU64>,
     inputs: mpsc::Sender<Input>,
     status: Arc<RwLock<NodeStatus>>,
     messages: broadcast::Sender<chat::Message>,
@@ -102,6 +104,7 @@ impl NodeHandle {
     ) -> NodeHandle {
         NodeHandle {
             faults,
+            receiving: Arc::default(),
             inputs,
             status,
             messages,

@@ -2,6 +2,8 @@
 //! snapshots streamed in chunks, stored durably before the message that installs them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -57,6 +59,7 @@ impl Raft for PeerService {
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotAck>, Status> {
         let mut stream = request.into_inner();
+        let _progress = Receiving(self.node.receiving.clone());
         let mut writer: Option<SnapshotWriter> = None;
         let mut received = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -80,6 +83,7 @@ impl Raft for PeerService {
                 )));
             }
             received += chunk.data.len() as u64;
+            self.node.receiving.store(received, Ordering::Relaxed);
             if let Some(w) = writer.as_mut() {
                 tokio::task::block_in_place(|| w.write(&chunk.data))
                     .map_err(|e| Status::internal(e.to_string()))?;
@@ -119,5 +123,15 @@ impl Raft for PeerService {
         Err(Status::aborted(
             "the snapshot stream ended before its last chunk",
         ))
+    }
+}
+
+/// Shows a transfer's progress in the node's status while it runs, and clears it however
+/// the transfer ends.
+struct Receiving(Arc<AtomicU64>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }

@@ -100,6 +100,7 @@ impl Transport {
     fn connect(&mut self, id: NodeId, address: String) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = PeerTask {
+            faults: self.faults.clone(),
             peer: id.clone(),
             address: address.clone(),
             own_address: self.address.clone(),
@@ -136,6 +137,7 @@ impl Transport {
 }
 
 struct PeerTask {
+    faults: std::sync::Arc<super::faults::Faults>,
     peer: NodeId,
     address: String,
     own_address: String,
@@ -179,6 +181,7 @@ impl PeerTask {
                         continue;
                     }
                     let task = SnapshotSend {
+                        faults: self.faults.clone(),
                         sending: sending.clone(),
                         client: client.clone(),
                         peer: self.peer.clone(),
@@ -207,6 +210,7 @@ impl PeerTask {
 }
 
 struct SnapshotSend {
+    faults: std::sync::Arc<super::faults::Faults>,
     sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
     client: RaftClient<tonic::transport::Channel>,
     peer: NodeId,
@@ -237,6 +241,7 @@ impl SnapshotSend {
         // Reading the file is blocking work: do it off the async threads, chunk by chunk.
         let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
         let message = wire::to_wire(msg);
+        let (faults, peer) = (self.faults.clone(), self.peer.clone());
         let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let (path, stored) = latest_snapshot(&snapshots)
                 .map_err(|e| e.to_string())?
@@ -261,6 +266,11 @@ impl SnapshotSend {
                 };
                 first = false;
                 offset += len;
+                match faults.chunk_fate(&peer) {
+                    super::faults::Fate::Deliver => {}
+                    super::faults::Fate::Drop => return Err("the link is blocked".into()),
+                    super::faults::Fate::Delay(d) => std::thread::sleep(d),
+                }
                 if tx.blocking_send(chunk).is_err() {
                     return Err("the transfer was cut".into());
                 }
