@@ -382,7 +382,10 @@ fn a_long_text_is_shown_by_its_start_length_and_checksum() {
     let dump = query::dump(&c.store).unwrap();
     let line = dump.lines().last().unwrap();
     assert!(
-        line.starts_with(&format!("  alice -> bob: {:?}... (300 bytes, crc32c ", "z".repeat(40))),
+        line.starts_with(&format!(
+            "  alice -> bob: {:?}... (300 bytes, crc32c ",
+            "z".repeat(40)
+        )),
         "{line}"
     );
 }

@@ -997,10 +997,14 @@ impl Runner<'_> {
         let mut tasks = tokio::task::JoinSet::new();
         let total: u32 = load.mix.values().sum();
         let send_weight = load.mix.get("send").copied().unwrap_or(0);
+        // Every load user exists before anyone sends, so no send meets a missing recipient
+        // and a load without faults gives the same state on every run.
+        let ready = std::sync::Arc::new(tokio::sync::Barrier::new(load.clients as usize));
+        let deadline = Instant::now() + load.duration;
         for i in 1..=load.clients {
             let history = self.history.clone();
             let addrs = addrs.clone();
-            let deadline = Instant::now() + load.duration;
+            let ready = ready.clone();
             let (clients, count, size) = (load.clients, load.count, load.size);
             let mut rng = Rng::new(self.s.seed ^ (u64::from(i) << 32));
             tasks.spawn(async move {
@@ -1009,14 +1013,30 @@ impl Runner<'_> {
                 client.timeouts.deadline = Duration::from_secs(2);
                 client.timeouts.attempt = Duration::from_millis(500);
                 let mut token = String::new();
-                let mut done = 0u64;
-                while Instant::now() < deadline && done < count {
-                    let kind = if token.is_empty() {
-                        OpKind::Register {
+                while token.is_empty() && Instant::now() < deadline {
+                    let register = OpKind::Register {
+                        user: user.clone(),
+                        password: "load".into(),
+                    };
+                    let outcome =
+                        perform(&mut client, &mut token, &register, &history, &user).await;
+                    if let Err(e) = &outcome
+                        && e.code_name() == "already_exists"
+                    {
+                        let login = OpKind::Login {
                             user: user.clone(),
                             password: "load".into(),
-                        }
-                    } else if rng.range(0, u64::from(total)) < u64::from(send_weight) {
+                        };
+                        let _ = perform(&mut client, &mut token, &login, &history, &user).await;
+                    }
+                    if token.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                ready.wait().await;
+                let mut done = 0u64;
+                while !token.is_empty() && Instant::now() < deadline && done < count {
+                    let kind = if rng.range(0, u64::from(total)) < u64::from(send_weight) {
                         let to = format!("load{}", 1 + rng.range(0, u64::from(clients)));
                         OpKind::Send {
                             from: user.clone(),
@@ -1031,21 +1051,10 @@ impl Runner<'_> {
                         }
                     };
                     let outcome = perform(&mut client, &mut token, &kind, &history, &user).await;
-                    if let (OpKind::Register { .. }, Err(e)) = (&kind, &outcome)
-                        && e.code_name() == "already_exists"
-                    {
-                        let login = OpKind::Login {
-                            user: user.clone(),
-                            password: "load".into(),
-                        };
-                        let _ = perform(&mut client, &mut token, &login, &history, &user).await;
-                    }
                     if outcome.is_err() {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    if !matches!(kind, OpKind::Register { .. }) {
-                        done += 1;
-                    }
+                    done += 1;
                 }
                 done
             });

@@ -45,7 +45,10 @@ impl Admin for AdminService {
             faults: self.node.faults.describe(),
             dropped: self.node.faults.counters().0,
             delayed: self.node.faults.counters().1,
-            snapshot_receiving: self.node.receiving.load(std::sync::atomic::Ordering::Relaxed),
+            snapshot_receiving: self
+                .node
+                .receiving
+                .load(std::sync::atomic::Ordering::Relaxed),
             progress: st
                 .matched
                 .iter()
