@@ -8,12 +8,13 @@ CARGO ?= cargo
 test:
 	$(CARGO) test
 
-## Watch a cluster survive: the lab runs a leader dying mid-conversation and a partition
-## that cuts the leader off, printing each step and the state of every node. (The
-## presentation mode, with a live view and pacing, is still to come.)
+## Watch a cluster survive, as a presentation: five nodes, a leader killed mid-conversation,
+## a lost majority, a power cut and a sixth node joining, with a live view of every node and
+## every disk checked offline at the end. Pace it with `ARGS=--pace 2s`, or drive it with
+## `ARGS=--step` (Enter before each step).
 demo:
 	$(CARGO) build --release
-	./target/release/raftchat lab run scenarios/leader-failover.yaml scenarios/minority-partition.yaml
+	./target/release/raftchat lab demo $(ARGS)
 
 ## Benchmarks.
 bench:

@@ -28,4 +28,7 @@ pub mod metadata {
     /// On a peer's message stream: the sender's own address, so a node that does not know
     /// it yet (one that is joining) can answer.
     pub const ADDRESS: &str = "raft-address";
+    /// On a refusal: the node has had no leader for a long time, so a majority is out of
+    /// its reach; a client that hears this from every node it can reach gives up at once.
+    pub const NO_QUORUM: &str = "raft-no-quorum";
 }

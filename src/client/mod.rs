@@ -167,6 +167,12 @@ impl Client {
             code: Code::Unavailable,
             message: "no node answered".into(),
         };
+        // What a node said beats what the network did: "no quorum" from a live node tells
+        // more than a refused connection to a dead one.
+        let mut said: Option<ClientError> = None;
+        // A round is one try of every endpoint; if each node that answered in it said it
+        // has no quorum, retrying cannot help until the cluster heals: say so now.
+        let (mut tried, mut no_quorum, mut other_answer) = (0, 0, false);
         loop {
             let left = self.timeouts.deadline.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -175,12 +181,13 @@ impl Client {
                     message: format!(
                         "no answer within {:.1}s: {}",
                         self.timeouts.deadline.as_secs_f64(),
-                        last.message
+                        said.as_ref().unwrap_or(&last).message
                     ),
                 });
             }
             let channel = self.channel(self.current)?;
             let attempt = self.timeouts.attempt.min(left);
+            let mut timed_out = false;
             let status = match tokio::time::timeout(attempt, op(channel)).await {
                 Ok(Ok(reply)) => {
                     self.last_index = index_of(reply.metadata());
@@ -190,11 +197,14 @@ impl Client {
                     self.last_index = index_of(status.metadata());
                     status
                 }
-                Err(_) => Status::unavailable(format!(
-                    "{} did not answer within {:.1}s",
-                    self.endpoints[self.current],
-                    attempt.as_secs_f64()
-                )),
+                Err(_) => {
+                    timed_out = true;
+                    Status::unavailable(format!(
+                        "{} did not answer within {:.1}s",
+                        self.endpoints[self.current],
+                        attempt.as_secs_f64()
+                    ))
+                }
             };
             if !matches!(
                 status.code(),
@@ -203,6 +213,25 @@ impl Client {
                 return Err(ClientError::from_status(&status));
             }
             last = ClientError::from_status(&status);
+            if std::error::Error::source(&status).is_none() && !timed_out {
+                said = Some(last.clone());
+                if status
+                    .metadata()
+                    .contains_key(crate::proto::metadata::NO_QUORUM)
+                {
+                    no_quorum += 1;
+                } else {
+                    other_answer = true;
+                }
+            }
+            tried += 1;
+            let round_over = tried >= self.endpoints.len();
+            if round_over {
+                if no_quorum > 0 && !other_answer {
+                    return Err(said.unwrap_or(last));
+                }
+                (tried, no_quorum, other_answer) = (0, 0, false);
+            }
             match status
                 .metadata()
                 .get(crate::proto::metadata::LEADER)
@@ -210,12 +239,15 @@ impl Client {
             {
                 Some(leader) if leader != self.endpoints[self.current] => {
                     let leader = leader.to_string();
-                    self.prefer(&leader);
-                    continue; // a redirect: go there at once
+                    self.prefer(&leader); // a redirect: go there next
                 }
                 _ => self.current = (self.current + 1) % self.endpoints.len(),
             }
-            // Jitter spreads the retries of many clients after a failover.
+            if !round_over {
+                continue; // a dead node refuses at once: try the next without waiting
+            }
+            // Every endpoint was tried: back off before the next round. Jitter spreads the
+            // retries of many clients after a failover.
             let jitter = self.rng.range(0, backoff.as_millis() as u64 + 1);
             tokio::time::sleep(Duration::from_millis(jitter) + backoff / 2).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));

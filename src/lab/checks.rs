@@ -22,17 +22,66 @@ pub struct NodeDir {
     pub dir: PathBuf,
 }
 
-/// Runs the checks; returns the failures, one line each (empty if all hold).
-pub fn check(nodes: &[NodeDir], acked: &[Acked]) -> Vec<String> {
+/// What one node's data directory held, read offline.
+#[derive(Clone, Debug)]
+pub struct NodeSummary {
+    pub name: String,
+    /// Every file decoded and its checksums held (or why not).
+    pub checksums: Result<(), String>,
+    /// Entries in the log on disk, after the snapshot.
+    pub entries: usize,
+    pub snapshot: Option<u64>,
+    /// The last entry on disk: index and term (the snapshot's when the log is empty).
+    pub last: Option<(u64, u64)>,
+    pub applied: u64,
+    /// CRC32C of the canonical dump of its chat state.
+    pub fingerprint: u32,
+}
+
+/// What the checks found.
+pub struct Checked {
+    /// One line per failed check (empty if all hold).
+    pub failures: Vec<String>,
+    /// Every node that left a data directory, in the order given.
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// Runs the checks.
+pub fn check(nodes: &[NodeDir], acked: &[Acked]) -> Checked {
     let mut failures = Vec::new();
     let mut reports: Vec<(&str, Report)> = Vec::new();
+    let mut summaries = Vec::new();
     for n in nodes {
         if !n.dir.exists() {
             continue; // never started
         }
         match inspect::read(&n.dir) {
-            Ok(r) => reports.push((&n.name, r)),
-            Err(e) => failures.push(format!("checksums: {}: {e}", n.name)),
+            Ok(r) => {
+                summaries.push(NodeSummary {
+                    name: n.name.clone(),
+                    checksums: Ok(()),
+                    entries: r.entries.len(),
+                    snapshot: r.snapshot.as_ref().map(|s| s.index),
+                    last: r
+                        .last()
+                        .or_else(|| r.snapshot.as_ref().map(|s| (s.index, s.term))),
+                    applied: r.applied,
+                    fingerprint: crc32c::crc32c(r.dump.as_bytes()),
+                });
+                reports.push((&n.name, r));
+            }
+            Err(e) => {
+                failures.push(format!("checksums: {}: {e}", n.name));
+                summaries.push(NodeSummary {
+                    name: n.name.clone(),
+                    checksums: Err(e.to_string()),
+                    entries: 0,
+                    snapshot: None,
+                    last: None,
+                    applied: 0,
+                    fingerprint: 0,
+                });
+            }
         }
     }
     let logs: Vec<BTreeMap<u64, &Entry>> = reports
@@ -110,7 +159,10 @@ pub fn check(nodes: &[NodeDir], acked: &[Acked]) -> Vec<String> {
             }
         }
     }
-    failures
+    Checked {
+        failures,
+        nodes: summaries,
+    }
 }
 
 fn nodes_dir(nodes: &[NodeDir], name: &str) -> PathBuf {

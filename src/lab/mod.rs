@@ -6,3 +6,5 @@ pub mod cluster;
 pub mod history;
 pub mod runner;
 pub mod scenario;
+pub mod view;
+pub mod watch;

@@ -18,6 +18,8 @@ use super::scenario::{
     ClusterExpect, Expect, LeaderWait, Load, Network, NodeRef, Op, OpKind, Scenario, Step,
     StepKind, WaitFor,
 };
+use super::view::{self, LiveView, ViewNode};
+use super::watch::Watch;
 use crate::client::{Client, ClientError};
 use crate::proto::admin::admin_client::AdminClient;
 use crate::proto::admin::{self as admin_pb, StatusReply};
@@ -37,6 +39,20 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Color the output (a terminal, not CI).
     pub color: bool,
+    /// Run as a presentation (`raftchat lab demo`).
+    pub presentation: Option<Presentation>,
+}
+
+/// How a presentation runs: its pace, and whether the presenter drives it.
+#[derive(Clone, Debug)]
+pub struct Presentation {
+    /// The pause after each step (twice as long after narration).
+    pub pace: Duration,
+    /// Wait for Enter before each step.
+    pub step: bool,
+    /// Keep the cluster's table at the top of the terminal, refreshed as it changes;
+    /// otherwise it is printed as plain text after each step that changes the cluster.
+    pub live: bool,
 }
 
 impl RunOptions {
@@ -48,6 +64,7 @@ impl RunOptions {
             keep: false,
             verbose: true,
             color,
+            presentation: None,
         }
     }
 }
@@ -68,6 +85,8 @@ pub struct RunResult {
     pub delayed: u64,
     /// The dumps recorded by `snapshot:` steps, by label, in order.
     pub dumps: Vec<(String, String)>,
+    /// What each node left on disk, read offline by the end checks.
+    pub nodes: Vec<checks::NodeSummary>,
     /// The run folder, if kept.
     pub kept: Option<PathBuf>,
 }
@@ -92,6 +111,10 @@ struct Runner<'a> {
     dumps: Vec<(String, String)>,
     /// The network faults in force: each node's rules for its messages to each peer.
     faults: BTreeMap<String, BTreeMap<String, admin_pb::FaultRule>>,
+    /// Open `watch` streams, by user.
+    watches: HashMap<String, Watch>,
+    /// The table at the top of the terminal, in a live presentation.
+    view: Option<LiveView>,
 }
 
 /// Runs a scenario to the end and checks what the nodes left on disk.
@@ -109,6 +132,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         dropped: 0,
         delayed: 0,
         dumps: Vec::new(),
+        nodes: Vec::new(),
         kept: None,
     };
     if let Err(e) = std::fs::create_dir_all(&opts.out_dir) {
@@ -146,7 +170,15 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         violations: Vec::new(),
         dumps: Vec::new(),
         faults: BTreeMap::new(),
+        watches: HashMap::new(),
+        view: None,
     };
+    if opts.presentation.as_ref().is_some_and(|p| p.live) {
+        let rows = s.nodes as usize + s.added_nodes().len();
+        let title = format!("raftchat lab demo: {}", s.name);
+        r.view = Some(LiveView::start(title, rows));
+        r.update_view();
+    }
     r.say_header();
     let failure = match tokio::time::timeout(s.timeout, r.steps()).await {
         Ok(result) => result.err(),
@@ -156,6 +188,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
             s.timeout.as_secs_f64()
         )),
     };
+    // The live table stops here: the nodes are about to stop.
+    r.view = None;
     // What the network faults did, before the counters go with the processes.
     let (dropped, delayed) = r
         .statuses()
@@ -174,9 +208,13 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         })
         .collect();
     let acked = r.history.acked_writes();
-    let mut failed_checks = tokio::task::spawn_blocking(move || checks::check(&nodes, &acked))
+    let checked = tokio::task::spawn_blocking(move || checks::check(&nodes, &acked))
         .await
-        .unwrap_or_else(|e| vec![format!("the checks crashed: {e}")]);
+        .unwrap_or_else(|e| checks::Checked {
+            failures: vec![format!("the checks crashed: {e}")],
+            nodes: Vec::new(),
+        });
+    let mut failed_checks = checked.failures;
     failed_checks.extend(r.violations.clone());
     let passed = failure.is_none() && failed_checks.is_empty();
     let _ = r.history.write(&r.dir.join("history.jsonl"));
@@ -201,6 +239,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         dropped,
         delayed,
         dumps: std::mem::take(&mut r.dumps),
+        nodes: checked.nodes,
         kept: None,
     };
     if !passed || opts.keep {
@@ -245,10 +284,16 @@ impl Runner<'_> {
     }
 
     async fn steps(&mut self) -> Result<(), String> {
+        let presentation = self.opts.presentation.clone();
         for step in &self.s.steps {
+            let is_say = matches!(step.kind, StepKind::Say(_));
+            if presentation.as_ref().is_some_and(|p| p.step) && !is_say {
+                wait_for_enter(&format!("next: {}", step.text)).await;
+            }
             let result = self.step(step).await;
+            self.update_view();
             let at = self.started.elapsed().as_secs_f64();
-            if self.opts.verbose {
+            if self.opts.verbose && !(is_say && presentation.is_some()) {
                 let (mark, detail) = match &result {
                     Ok(d) => (self.paint("32", "ok"), d.clone()),
                     Err(e) => (self.paint("31", "FAILED"), e.clone()),
@@ -262,7 +307,17 @@ impl Runner<'_> {
                     "{at:>7.2}s  line {:<4} {}  {mark}{detail}",
                     step.line, step.text
                 );
-                println!("           {}", self.status_line().await);
+                match &presentation {
+                    None => println!("           {}", self.status_line().await),
+                    Some(p) if !p.live && changes_cluster(&step.kind) => {
+                        println!();
+                        for line in self.table().await {
+                            println!("         {line}");
+                        }
+                        println!();
+                    }
+                    Some(_) => {}
+                }
                 let _ = std::io::stdout().flush();
             }
             if let Err(e) = result {
@@ -273,8 +328,41 @@ impl Runner<'_> {
                     step.text
                 ));
             }
+            if let Some(p) = &presentation
+                && !p.pace.is_zero()
+            {
+                tokio::time::sleep(if is_say { p.pace * 2 } else { p.pace }).await;
+            }
         }
         Ok(())
+    }
+
+    /// The nodes as the view shows them.
+    fn view_nodes(&self) -> Vec<ViewNode> {
+        self.sup
+            .names()
+            .into_iter()
+            .map(|n| {
+                let node = self.sup.node(&n);
+                ViewNode {
+                    name: n.clone(),
+                    addr: node.addr.clone(),
+                    state: node.state,
+                }
+            })
+            .collect()
+    }
+
+    fn update_view(&self) {
+        if let Some(view) = &self.view {
+            view.update(self.view_nodes());
+        }
+    }
+
+    /// The cluster's table as plain text.
+    async fn table(&mut self) -> Vec<String> {
+        let statuses = self.statuses().await;
+        view::render(&self.view_nodes(), &statuses, self.opts.color)
     }
 
     // ----- Looking at the cluster. -----
@@ -506,10 +594,16 @@ impl Runner<'_> {
             StepKind::Snapshot(label) => self.snapshot(label).await,
             StepKind::Say(text) => {
                 if self.opts.verbose {
-                    println!("\n  {}\n", self.paint("1;36", &format!(">> {text}")));
+                    println!();
+                    for (i, line) in wrap(text, 92).iter().enumerate() {
+                        let lead = if i == 0 { ">> " } else { "   " };
+                        println!("  {}", self.paint("1;36", &format!("{lead}{line}")));
+                    }
+                    println!();
                 }
                 Ok(String::new())
             }
+            StepKind::Watch { user, via } => self.watch(user, via.as_ref()).await,
             StepKind::AddNode { name, wait } => self.add_node(name, *wait).await,
             StepKind::RemoveNode(r) => self.remove_node(r).await,
             StepKind::TransferLeader(r) => self.transfer_leader(r).await,
@@ -685,10 +779,21 @@ impl Runner<'_> {
         Ok(format!("{verb} {}", names.join(", ")))
     }
 
+    /// Until no running node claims to lead: a leader without a majority steps down.
+    async fn wait_no_leader(&mut self, timeout: Duration) -> StepResult {
+        self.wait_for(timeout, |st| {
+            st.values()
+                .all(|s| s.role != "leader")
+                .then(|| "no node leads".to_string())
+        })
+        .await
+    }
+
     async fn wait(&mut self, what: &WaitFor, timeout: Duration) -> StepResult {
         match what {
             WaitFor::Leader(w) => {
                 let (want, not) = match w {
+                    LeaderWait::None => return self.wait_no_leader(timeout).await,
                     LeaderWait::Any => (None, None),
                     LeaderWait::Is(r) => (Some(self.resolve(r).await?), None),
                     LeaderWait::Not(r) => (None, Some(self.resolve(r).await?)),
@@ -733,6 +838,25 @@ impl Runner<'_> {
                     all.then(|| format!("{} applied entry {commit}", names.join(", ")))
                 })
                 .await
+            }
+            WaitFor::Watched { user, count } => {
+                let Some(w) = self.watches.get(user) else {
+                    return Err(format!("no watch of {user} is open"));
+                };
+                let started = Instant::now();
+                loop {
+                    let seen = w.seen();
+                    if seen >= *count {
+                        return Ok(format!("{user}'s screen showed {seen} messages"));
+                    }
+                    if started.elapsed() >= timeout {
+                        return Err(format!(
+                            "timed out after {:.1}s: {user}'s screen showed {seen} of {count} messages",
+                            timeout.as_secs_f64()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
             }
             WaitFor::ReceivingSnapshot(r) => {
                 let names = self.resolve(r).await?;
@@ -904,10 +1028,46 @@ impl Runner<'_> {
         .await
     }
 
+    /// The leader's admin service, once there is a leader: a membership step right after
+    /// a crash waits out the election, as a client would.
+    async fn watch(&mut self, user: &str, via: Option<&NodeRef>) -> StepResult {
+        let Some((_, token)) = self.users.get(user).filter(|(_, t)| !t.is_empty()) else {
+            return Err(format!(
+                "{user} is not logged in (register or log in first)"
+            ));
+        };
+        let token = token.clone();
+        let node = match via {
+            Some(r) => self.resolve(r).await?.first().cloned(),
+            None => None,
+        };
+        let via_addr = node.as_ref().map(|n| self.sup.node(n).addr.clone());
+        let label = format!("{user}'s screen");
+        let color = self.opts.color;
+        let show = move |line: &str| {
+            let text = format!("{label} shows  {line}");
+            if color {
+                format!("{:>11}\x1b[35m{text}\x1b[0m", "")
+            } else {
+                format!("{:>11}{text}", "")
+            }
+        };
+        let client = Client::new(self.addresses());
+        let w = Watch::start(client, via_addr, user.to_string(), token, show);
+        self.watches.insert(user.to_string(), w);
+        Ok(match node {
+            Some(n) => format!("{user}'s screen is open on {n}"),
+            None => format!("{user}'s screen is open"),
+        })
+    }
+
     async fn leader_admin(&mut self) -> Result<(String, AdminClient<Channel>), String> {
-        let st = self.statuses().await;
-        let (leader, _) = Self::agreed_leader(&st)
-            .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
+        let leader = self
+            .wait_for(Duration::from_secs(10), |st| {
+                Self::agreed_leader(st).map(|(leader, _)| leader)
+            })
+            .await
+            .map_err(|e| format!("there is no leader: {e}"))?;
         Ok((leader.clone(), self.admin(&leader)))
     }
 
@@ -1065,6 +1225,44 @@ impl Runner<'_> {
         }
         Ok(format!("{ops} operations by {} clients", load.clients))
     }
+}
+
+/// Cuts text into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Whether a step changes which nodes run or what they hold, so a plain presentation
+/// shows the table after it.
+fn changes_cluster(kind: &StepKind) -> bool {
+    !matches!(
+        kind,
+        StepKind::Say(_) | StepKind::Op(_) | StepKind::Watch { .. } | StepKind::Sleep(_)
+    )
+}
+
+/// Waits for the presenter to press Enter (at once if there is no one to press it).
+async fn wait_for_enter(prompt: &str) {
+    println!("           [Enter] {prompt}");
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)
+    })
+    .await;
 }
 
 /// The text of a load's message: its number and sender, padded to `size` bytes.

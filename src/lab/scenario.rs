@@ -52,6 +52,8 @@ pub enum NodeRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaderWait {
     Any,
+    /// No running node claims to lead (a minority's leader has stepped down).
+    None,
     Is(NodeRef),
     Not(NodeRef),
 }
@@ -63,6 +65,11 @@ pub enum WaitFor {
     CaughtUp(NodeRef),
     /// Until that node is partway through receiving a snapshot.
     ReceivingSnapshot(NodeRef),
+    /// Until a `watch` of that user has seen that many messages arrive.
+    Watched {
+        user: String,
+        count: u64,
+    },
 }
 
 /// What an operation is expected to give.
@@ -203,6 +210,25 @@ pub enum StepKind {
     CheckInvariants,
     Snapshot(String),
     Say(String),
+    /// A user's live view of their messages, kept open on one node (`via`), as a chat
+    /// screen would be; what arrives is printed as it arrives.
+    Watch {
+        user: String,
+        via: Option<NodeRef>,
+    },
+}
+
+impl Scenario {
+    /// The names `add_node` steps give, in order.
+    pub fn added_nodes(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::AddNode { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -279,6 +305,14 @@ struct RawAddNodeSpec {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawWatch {
+    user: String,
+    #[serde(default)]
+    via: Option<RawRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawWait {
     #[serde(default)]
     leader: Option<String>,
@@ -288,6 +322,10 @@ struct RawWait {
     caught_up: Option<RawRef>,
     #[serde(default)]
     receiving_snapshot: Option<RawRef>,
+    #[serde(default)]
+    watched: Option<String>,
+    #[serde(default)]
+    count: Option<u64>,
     #[serde(default)]
     timeout: Option<String>,
 }
@@ -445,6 +483,7 @@ enum RawStep {
     DeleteAccount(RawOp),
     ListAccounts(RawOp),
     Load(RawLoad),
+    Watch(RawWatch),
     Expect(RawClusterExpect),
     Check(String),
     Snapshot(String),
@@ -729,6 +768,10 @@ impl Validator<'_> {
             }
             RawStep::Snapshot(label) => StepKind::Snapshot(label),
             RawStep::Say(text) => StepKind::Say(text),
+            RawStep::Watch(w) => StepKind::Watch {
+                user: w.user,
+                via: w.via.map(|r| self.node_ref(line, r)).transpose()?,
+            },
         };
         Ok(Step { line, text, kind })
     }
@@ -738,9 +781,28 @@ impl Validator<'_> {
             Some(t) => self.duration(line, "wait.timeout", t)?,
             None => Duration::from_secs(10),
         };
+        if w.count.is_some() != w.watched.is_some() {
+            return Err(self.err(
+                line,
+                1,
+                "wait: count goes with watched, and watched needs it",
+            ));
+        }
+        if let (Some(user), Some(count)) = (w.watched, w.count) {
+            if w.leader.is_some()
+                || w.converged.is_some()
+                || w.caught_up.is_some()
+                || w.receiving_snapshot.is_some()
+            {
+                return Err(self.err(line, 1, "wait: watched goes alone (with count)"));
+            }
+            let what = WaitFor::Watched { user, count };
+            return Ok(StepKind::Wait { what, timeout });
+        }
         let what = match (w.leader, w.converged, w.caught_up, w.receiving_snapshot) {
             (Some(l), None, None, None) => WaitFor::Leader(match l.as_str() {
                 "any" => LeaderWait::Any,
+                "none" => LeaderWait::None,
                 other => match other.strip_prefix("not ") {
                     Some(r) => LeaderWait::Not(self.node_ref(line, RawRef::One(r.trim().into()))?),
                     None => LeaderWait::Is(self.node_ref(line, RawRef::One(other.into()))?),
@@ -753,7 +815,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     line,
                     1,
-                    "wait: give exactly one of leader, converged, caught_up, receiving_snapshot",
+                    "wait: give exactly one of leader, converged, caught_up, receiving_snapshot, watched",
                 ));
             }
         };

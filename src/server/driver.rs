@@ -42,6 +42,8 @@ const MAX_BATCH: usize = 4096;
 pub struct DriverConfig {
     pub tick: Duration,
     pub snapshot_every: u64,
+    /// How long without a leader before refusals say there is no quorum.
+    pub no_quorum_after: Duration,
 }
 
 type Waiter = oneshot::Sender<Result<(Outcome, LogIndex), ServeError>>;
@@ -68,6 +70,11 @@ pub struct Driver {
     staged: Vec<(SnapshotMeta, PathBuf)>,
     /// A storage failure met while serving a request: it stops the node.
     fatal: Option<StorageError>,
+    /// Since when this node has known no leader: long enough, and it says there is no
+    /// quorum rather than that an election is under way.
+    leaderless_since: Option<Instant>,
+    /// The leader this node knows of.
+    leader: Option<String>,
     /// Whether the configuration in force holds this node: leaving it is worth a log
     /// line, while a joining node's snapshot from before its joining is not.
     member: bool,
@@ -105,6 +112,8 @@ impl Driver {
             term,
             staged: Vec::new(),
             fatal: None,
+            leaderless_since: Some(Instant::now()),
+            leader: None,
             member,
         }
     }
@@ -232,6 +241,19 @@ impl Driver {
 
     fn refusal(&self, e: ProposeError) -> ServeError {
         match e {
+            ProposeError::NotLeader { leader: None }
+                if self
+                    .leaderless_since
+                    .is_some_and(|t| t.elapsed() >= self.cfg.no_quorum_after) =>
+            {
+                let voters = self.node.membership().voters.len();
+                ServeError::NoQuorum(format!(
+                    "no quorum: no leader for {:.1}s; electing one needs {} of the {voters} voters",
+                    self.leaderless_since
+                        .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                    voters / 2 + 1
+                ))
+            }
             ProposeError::NotLeader { leader } => ServeError::NotLeader(leader.and_then(|id| {
                 let address = self.node.membership().address(&id)?.to_string();
                 Some((id, address))
@@ -451,8 +473,23 @@ impl Driver {
                 )));
             }
         }
+        if leader != self.leader {
+            // Reads waiting for the old leader to confirm them would wait in vain: the
+            // clients retry, and find the new leader, or learn that there is none.
+            for (_, (_, query)) in self.reads.drain() {
+                query(Err(ServeError::Unavailable(
+                    "the leader changed while confirming the read; retry".into(),
+                )));
+            }
+        }
         self.role = role;
         self.term = term;
+        if leader.is_none() {
+            self.leaderless_since.get_or_insert_with(Instant::now);
+        } else {
+            self.leaderless_since = None;
+        }
+        self.leader = leader;
     }
 
     fn maybe_checkpoint(&mut self, force: bool) -> StorageResult<()> {

@@ -14,6 +14,8 @@ pub enum ServeError {
     NotLeader(Option<(String, String)>),
     /// No quorum, or leadership changed: the outcome is unknown; retry with the same id.
     Unavailable(String),
+    /// No leader for long: a majority is out of this node's reach.
+    NoQuorum(String),
     /// The request cannot proceed in the cluster's current state.
     FailedPrecondition(String),
     /// The request itself is wrong.
@@ -37,6 +39,14 @@ impl From<ServeError> for Status {
                 Status::unavailable("no leader: an election is under way, or there is no quorum")
             }
             ServeError::Unavailable(m) => Status::unavailable(m),
+            ServeError::NoQuorum(m) => {
+                let mut s = Status::unavailable(m);
+                s.metadata_mut().insert(
+                    crate::proto::metadata::NO_QUORUM,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                s
+            }
             ServeError::FailedPrecondition(m) => Status::failed_precondition(m),
             ServeError::Invalid(m) => Status::invalid_argument(m),
             ServeError::Internal(m) => Status::internal(m),

@@ -171,6 +171,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         driver::DriverConfig {
             tick: cfg.tick(),
             snapshot_every: cfg.snapshot_every,
+            // Two of the longest election timeouts without a leader: not an election
+            // running its course, but a majority out of reach.
+            no_quorum_after: Duration::from_millis(2 * cfg.election_ms.1),
         },
     );
     let (driver_done_tx, driver_done) = oneshot::channel();
