@@ -173,6 +173,7 @@ impl Supervisor {
                 cmd.arg("--peer").arg(format!("{id}={addr}"));
             }
         }
+        die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", s.binary.display()))?;
@@ -296,5 +297,20 @@ impl Drop for Supervisor {
         for name in self.names() {
             let _ = self.kill(&name);
         }
+    }
+}
+
+/// Makes the process `cmd` starts die (SIGKILL) when the thread that started it ends,
+/// which is when the lab, a test or a benchmark ends, however it ends: even killed
+/// outright, it leaves no node behind. Start nodes from a thread that lives as long as they
+/// should (the main thread, or the test's own), not from a pool's worker.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed; prctl is a plain system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)
+        });
     }
 }

@@ -268,7 +268,7 @@ async fn shutdown_signal() {
 /// Asks the cluster at `seed` to add this node, until it is a member.
 async fn join(cfg: NodeConfig, seed: String, node: NodeHandle) {
     use crate::proto::admin::admin_client::AdminClient;
-    let mut target = seed;
+    let mut target = seed.clone();
     let mut delay = Duration::from_millis(100);
     loop {
         if node.status().membership.contains(&cfg.id) {
@@ -279,26 +279,36 @@ async fn join(cfg: NodeConfig, seed: String, node: NodeHandle) {
             id: cfg.id.clone(),
             address: cfg.listen.clone(),
         };
-        match AdminClient::connect(format!("http://{target}")).await {
-            Ok(mut client) => match client.add_node(request).await {
-                Ok(_) => info!(via = %target, "asked to join the cluster"),
-                Err(status) => {
-                    if let Some(leader) = status
-                        .metadata()
-                        .get(LEADER_KEY)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        target = leader.to_string();
-                        continue;
-                    }
-                    if status.message().contains("already a member") {
-                        // Added already: wait for the configuration to reach us.
-                    } else {
-                        warn!(via = %target, "join refused: {}", status.message());
-                    }
+        let attempt = async {
+            let mut client = AdminClient::connect(format!("http://{target}"))
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("cannot reach it: {e}")))?;
+            client.add_node(request).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(_)) => info!(via = %target, "asked to join the cluster"),
+            Ok(Err(status)) => {
+                if let Some(leader) = status
+                    .metadata()
+                    .get(LEADER_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|l| *l != target)
+                {
+                    target = leader.to_string();
+                    continue;
                 }
-            },
-            Err(e) => warn!(via = %target, "cannot reach the cluster to join: {e}"),
+                if status.message().contains("already a member") {
+                    // Added already: wait for the configuration to reach us.
+                } else {
+                    warn!(via = %target, "join refused: {}", status.message());
+                    // A leader we were sent to may have died since: start over at the seed.
+                    target = seed.clone();
+                }
+            }
+            Err(_) => {
+                warn!(via = %target, "no answer to the join request within 5s");
+                target = seed.clone();
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));

@@ -68,7 +68,9 @@ impl TestCluster {
             .append(true)
             .open(&node.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_raftchat"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftchat"));
+        raftchat::lab::cluster::die_with_parent(&mut cmd);
+        let child = cmd
             .args(["node", "--id", &node.id, "--listen", &node.addr])
             .arg("--data-dir")
             .arg(&node.dir)
