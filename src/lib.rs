@@ -7,6 +7,7 @@
 //! - [`storage`]: what is durable: the Raft log, term and vote, snapshots, chat state.
 //! - [`inspect`]: reads a stopped node's data directory offline.
 
+pub mod bench;
 pub mod chat;
 pub mod client;
 pub mod encoding;

@@ -31,6 +31,11 @@ enum Cmd {
     Chat(cli::chat::ChatArgs),
     /// The lab: run scenarios against real node processes and check what they persisted.
     Lab(cli::lab::LabArgs),
+    /// Measure: write and read throughput and latency, failover, recovery and memory, on
+    /// clusters of real nodes started on loopback (fsync on, default settings).
+    ///
+    /// Prints a table and writes target/bench/bench.json and target/bench/failover.svg.
+    Bench(cli::bench::BenchArgs),
     /// Show what a stopped node left in its data directory (never changes it).
     ///
     /// Prints the term and vote, the snapshot, the log's first and last entries, the
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Node(args) => ("node", cli::node::run(args)),
         Cmd::Chat(args) => ("chat", cli::chat::run(args)),
         Cmd::Lab(args) => ("lab", cli::lab::run(args)),
+        Cmd::Bench(args) => ("bench", cli::bench::run(args)),
         Cmd::Inspect { dir, log } => (
             "inspect",
             raftchat::inspect::read(&dir)

@@ -93,16 +93,7 @@ pub fn apply(store: &mut dyn Store, index: u64, data: &[u8]) -> Result<Outcome, 
 impl Ctx<'_> {
     /// The session token must be a live session of `user`.
     pub fn authenticate(&self, user: &str, token: &str) -> Result<(), Fail> {
-        match self.store.get(Table::Sessions, token.as_bytes())? {
-            None => {
-                Err(ChatError::Unauthenticated("not logged in (no such session)".into()).into())
-            }
-            Some(owner) if owner != user.as_bytes() => Err(ChatError::PermissionDenied(format!(
-                "this session does not belong to {user}"
-            ))
-            .into()),
-            Some(_) => Ok(()),
-        }
+        authenticate(&*self.store, user, token)
     }
 
     pub fn open_session(&mut self, user: &str, token: &str) -> Result<(), Fail> {
@@ -125,21 +116,12 @@ impl Ctx<'_> {
     }
 
     pub fn find_message(&self, id: u64) -> Result<Option<Message>, Fail> {
-        let Some(data) = self.store.get(Table::Messages, &keys::id_key(id))? else {
-            return Ok(None);
-        };
-        Message::decode_one(&data)
-            .map(Some)
-            .map_err(|e| Fail::Store(StoreError(format!("message {id}: {e}"))))
+        find_message(&*self.store, id)
     }
 
     /// A message an index points at; its absence means the indexes are broken.
     pub fn message(&self, id: u64) -> Result<Message, Fail> {
-        self.find_message(id)?.ok_or_else(|| {
-            Fail::Store(StoreError(format!(
-                "index names message {id}, which is missing"
-            )))
-        })
+        message(&*self.store, id)
     }
 
     pub fn store_message(&mut self, m: &Message) -> Result<(), Fail> {
@@ -186,4 +168,34 @@ impl Ctx<'_> {
         self.store.delete(Table::Conversations, &conv)?;
         Ok(())
     }
+}
+
+/// Checks that `token` is a session of `user`.
+pub fn authenticate(store: &dyn Store, user: &str, token: &str) -> Result<(), Fail> {
+    match store.get(Table::Sessions, token.as_bytes())? {
+        None => Err(ChatError::Unauthenticated("not logged in (no such session)".into()).into()),
+        Some(owner) if owner != user.as_bytes() => Err(ChatError::PermissionDenied(format!(
+            "this session does not belong to {user}"
+        ))
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
+pub fn find_message(store: &dyn Store, id: u64) -> Result<Option<Message>, Fail> {
+    let Some(data) = store.get(Table::Messages, &keys::id_key(id))? else {
+        return Ok(None);
+    };
+    Message::decode_one(&data)
+        .map(Some)
+        .map_err(|e| Fail::Store(StoreError(format!("message {id}: {e}"))))
+}
+
+/// A message an index points at; its absence means the indexes are broken.
+pub fn message(store: &dyn Store, id: u64) -> Result<Message, Fail> {
+    find_message(store, id)?.ok_or_else(|| {
+        Fail::Store(StoreError(format!(
+            "index names message {id}, which is missing"
+        )))
+    })
 }

@@ -1,6 +1,7 @@
 //! The command line's subcommands, each in its own file. Errors come back as one line for
 //! the person at the terminal; `main` prints it and picks the exit status.
 
+pub mod bench;
 pub mod chat;
 pub mod lab;
 pub mod node;

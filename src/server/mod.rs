@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
@@ -217,9 +216,15 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
                 snapshots,
             },
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stop_rx.await;
-        });
+        // Every accepted connection without Nagle's delay (the builder's own setting covers
+        // only listeners it binds itself): a reply of a few segments would otherwise wait
+        // out the client's delayed ACK, 40 ms.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
     info!(listen = %cfg.listen, "serving");
     if let Some(seed) = cfg.join.clone() {
         tokio::spawn(join(cfg.clone(), seed, handle.clone()));

@@ -1,0 +1,162 @@
+//! Closed-loop load: C clients, each on its own connections, each sending one request at a
+//! time and recording how long every request took. Bounded in time and in count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::Client;
+
+/// 100 bytes of text, the size etcd's benchmark writes.
+pub const TEXT: &str = "a chat message of exactly one hundred bytes, sent by the benchmark to measure a replicated write....";
+
+/// The requests a load sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Send a 100-byte message: a write, committed by a majority before it is answered.
+    Send,
+    /// Read one page of a conversation: a linearizable read (ReadIndex).
+    Read,
+}
+
+/// A logged-in user a client acts as: name and session token.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: String,
+    pub token: String,
+}
+
+/// Latencies in microseconds, summarized.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latencies {
+    pub fn of(mut micros: Vec<u32>) -> Latencies {
+        if micros.is_empty() {
+            return Latencies::default();
+        }
+        micros.sort_unstable();
+        let at = |p: f64| f64::from(micros[((micros.len() - 1) as f64 * p).round() as usize]) / 1e3;
+        Latencies {
+            count: micros.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+/// What one level of load did.
+#[derive(Clone, Debug)]
+pub struct LevelResult {
+    pub clients: usize,
+    pub ok: u64,
+    pub errors: u64,
+    pub secs: f64,
+    pub latency: Latencies,
+}
+
+impl LevelResult {
+    pub fn per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ok as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs `clients` closed loops of `op` for `duration` (or `max_ops` requests in all).
+/// Every client first makes one request that is not counted: it opens its connections and
+/// finds the leader, as a long-lived client would have done already.
+pub async fn closed_loop(
+    endpoints: &[String],
+    sessions: &[Session],
+    op: Op,
+    clients: usize,
+    duration: Duration,
+    max_ops: u64,
+) -> LevelResult {
+    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let per_client = max_ops.div_ceil(clients as u64).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let me = sessions[i % sessions.len()].clone();
+        let peer = sessions[(i + 1) % sessions.len()].user.clone();
+        let mut client = Client::new(endpoints.to_vec());
+        client.timeouts.attempt = Duration::from_secs(2);
+        client.timeouts.deadline = Duration::from_secs(5);
+        let ready = ready.clone();
+        tasks.spawn(async move {
+            let _ = request(&mut client, op, &me, &peer).await;
+            ready.wait().await;
+            let started = Instant::now();
+            let (mut micros, mut errors) = (Vec::with_capacity(4096), 0u64);
+            while started.elapsed() < duration && (micros.len() as u64) + errors < per_client {
+                let t = Instant::now();
+                match request(&mut client, op, &me, &peer).await {
+                    Ok(()) => micros.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    Err(_) => errors += 1,
+                }
+            }
+            (micros, errors)
+        });
+    }
+    ready.wait().await;
+    let started = Instant::now();
+    let (mut micros, mut errors) = (Vec::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((m, e)) = done {
+            micros.extend(m);
+            errors += e;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    LevelResult {
+        clients,
+        ok: micros.len() as u64,
+        errors,
+        secs,
+        latency: Latencies::of(micros),
+    }
+}
+
+async fn request(client: &mut Client, op: Op, me: &Session, peer: &str) -> Result<(), ()> {
+    match op {
+        Op::Send => client
+            .send(&me.user, &me.token, peer, TEXT)
+            .await
+            .map(|_| ())
+            .map_err(|_| ()),
+        Op::Read => client
+            .read(&me.user, &me.token, peer, 0, 10)
+            .await
+            .map(|_| ())
+            .map_err(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_is_one_hundred_bytes() {
+        assert_eq!(TEXT.len(), 100);
+    }
+
+    #[test]
+    fn percentiles_come_from_the_sorted_samples() {
+        let l = Latencies::of((1..=1000).rev().map(|ms| ms * 1000).collect());
+        assert_eq!(l.count, 1000);
+        assert_eq!(l.p50_ms, 501.0);
+        assert_eq!(l.p99_ms, 990.0);
+        assert_eq!(l.max_ms, 1000.0);
+    }
+}
