@@ -3,12 +3,8 @@
 //! salts, session tokens, times) is chosen here, once, and travels in the log entry.
 
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,6 +19,7 @@ use crate::proto::chat::chat_server::Chat;
 
 pub struct ChatService {
     pub node: NodeHandle,
+    pub passwords: super::passwords::Passwords,
 }
 
 const DEFAULT_PAGE: u32 = 100;
@@ -47,42 +44,6 @@ fn page(limit: u32) -> Result<u32, Status> {
     let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
     validate::page(limit).map_err(invalid)?;
     Ok(limit)
-}
-
-/// A hash to verify against when the account does not exist, so that a wrong username
-/// costs the same time as a wrong password.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        Argon2::default()
-            .hash_password(b"decoy password")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
-
-async fn hash_password(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| Status::internal(format!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?
-}
-
-async fn verify_password(password: String, hash: String) -> Result<bool, Status> {
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))
 }
 
 fn envelope(id: Option<pb::RequestId>, command: Command) -> Result<Vec<u8>, Status> {
@@ -146,7 +107,7 @@ impl Chat for ChatService {
         let r = request.into_inner();
         validate::username("user", &r.user).map_err(invalid)?;
         validate::password(&r.password).map_err(invalid)?;
-        let password_hash = hash_password(r.password).await?;
+        let password_hash = self.passwords.hash(r.password).await?;
         let token = new_token()?;
         let command = Command::Register(Register {
             user: r.user,
@@ -172,8 +133,8 @@ impl Chat for ChatService {
             .node
             .query(move |store| query::account(store, &user))
             .await?;
-        let hash = account.map_or_else(|| decoy_hash().to_string(), |a| a.password_hash);
-        let matches = verify_password(r.password, hash).await?;
+        let hash = account.map(|a| a.password_hash).unwrap_or_default();
+        let matches = self.passwords.verify(r.password, hash).await?;
         if !matches {
             return Err(Status::unauthenticated("wrong username or password"));
         }

@@ -30,6 +30,7 @@ fn rand_u32() -> u32 {
     u32::from_le_bytes(b)
 }
 use crate::storage::node::NodeStorage;
+use crate::storage::snapshot::SealedSnapshot;
 use crate::storage::{Result as StorageResult, StorageError};
 
 /// How often the driver makes applied state durable, at most.
@@ -53,6 +54,10 @@ pub struct Driver {
     storage: NodeStorage,
     transport: Transport,
     inputs: mpsc::Receiver<Input>,
+    /// For work done on other threads to report back (snapshots written).
+    own_inputs: mpsc::Sender<Input>,
+    /// A snapshot is being written off this thread.
+    snapshotting: bool,
     status: Arc<RwLock<NodeStatus>>,
     messages: broadcast::Sender<chat::Message>,
     cfg: DriverConfig,
@@ -87,6 +92,7 @@ impl Driver {
         storage: NodeStorage,
         transport: Transport,
         inputs: mpsc::Receiver<Input>,
+        own_inputs: mpsc::Sender<Input>,
         status: Arc<RwLock<NodeStatus>>,
         messages: broadcast::Sender<chat::Message>,
         cfg: DriverConfig,
@@ -98,6 +104,8 @@ impl Driver {
             storage,
             transport,
             inputs,
+            own_inputs,
+            snapshotting: false,
             status,
             messages,
             cfg,
@@ -233,6 +241,12 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Input::SnapshotSent { peer, ok } => self.node.report_snapshot(&peer, ok),
+            Input::SnapshotWritten(result) => {
+                self.snapshotting = false;
+                if let Err(e) = result.and_then(|sealed| self.adopt_snapshot(sealed)) {
+                    self.fatal = Some(e);
+                }
+            }
             Input::PeerAddress { peer, address } => self.transport.learn(&peer, &address),
             Input::Shutdown => return false,
         }
@@ -500,11 +514,41 @@ impl Driver {
         Ok(())
     }
 
+    /// Every `snapshot_every` entries, a snapshot: the state is pinned at a durable
+    /// checkpoint here and written on a thread of its own, so that a large state does not
+    /// hold up heartbeats and writes while it is exported.
     fn maybe_snapshot(&mut self) -> StorageResult<()> {
         let applied = self.storage.state().applied();
-        if applied >= self.storage.snapshot().index + self.cfg.snapshot_every {
-            self.snapshot_now()?;
+        if self.snapshotting || applied < self.storage.snapshot().index + self.cfg.snapshot_every {
+            return Ok(());
         }
+        let Some(meta) = self.node.snapshot_meta(applied) else {
+            return Ok(());
+        };
+        let job = self.storage.begin_snapshot(meta)?;
+        let done = self.own_inputs.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let _ = done.send(Input::SnapshotWritten(job.run()));
+            });
+        match spawned {
+            Ok(_) => self.snapshotting = true,
+            Err(e) => warn!("cannot start a thread to write a snapshot: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Makes a written snapshot the node's, then lets the core forget the log behind it.
+    fn adopt_snapshot(&mut self, sealed: SealedSnapshot) -> StorageResult<()> {
+        let index = sealed.meta().index;
+        if self.storage.finish_snapshot(sealed)?.is_none() {
+            return Ok(()); // a newer one came in while it was written
+        }
+        if let Err(e) = self.node.compact(index) {
+            warn!("the core kept its log: {e}");
+        }
+        info!(index, term = self.node.term(), "took a snapshot");
         Ok(())
     }
 

@@ -46,6 +46,9 @@ pub enum Input {
         peer: NodeId,
         ok: bool,
     },
+    /// A snapshot of our own state, written off the driver thread, sealed and ready to
+    /// adopt (or the error that stopped it).
+    SnapshotWritten(Result<crate::storage::snapshot::SealedSnapshot, crate::storage::StorageError>),
     /// A peer's address, announced on its stream: a node that joins knows no addresses
     /// until it learns the configuration, yet must answer the leader that contacts it.
     PeerAddress {

@@ -16,6 +16,7 @@ mod driver;
 mod error;
 pub mod faults;
 pub mod handle;
+mod passwords;
 mod peer_service;
 mod transport;
 pub mod wire;
@@ -165,6 +166,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         storage,
         transport,
         inputs_rx,
+        inputs_tx.clone(),
         status,
         messages_tx,
         driver::DriverConfig {
@@ -203,6 +205,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .add_service(proto::chat::chat_server::ChatServer::new(
             chat_service::ChatService {
                 node: handle.clone(),
+                passwords: passwords::Passwords::start()
+                    .map_err(|e| format!("cannot start the password thread: {e}"))?,
             },
         ))
         .add_service(proto::admin::admin_server::AdminServer::new(

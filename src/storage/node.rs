@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use super::error::{Result, StorageError};
 use super::hardstate;
 use super::log::{LogStore, TornTail};
-use super::snapshot::{self, SnapshotReader, SnapshotWriter};
-use super::state::{Applied, StateDb};
+use super::snapshot::{self, SealedSnapshot, SnapshotReader, SnapshotWriter};
+use super::state::{Applied, Export, StateDb};
 use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// Where each part of a node's data lives.
@@ -197,19 +197,73 @@ impl NodeStorage {
     /// Takes a snapshot at the applied index (which `meta` must describe), then removes
     /// the log segments and older snapshots behind it.
     pub fn take_snapshot(&mut self, meta: SnapshotMeta) -> Result<PathBuf> {
-        assert_eq!(
-            meta.index,
-            self.state.applied(),
-            "a snapshot is taken at the applied index"
-        );
+        let sealed = self.begin_snapshot(meta)?.run()?;
+        self.finish_snapshot(sealed)?
+            .ok_or_else(|| StorageError::Database {
+                path: self.layout.snapshots(),
+                detail: "a newer snapshot overtook the one just taken".into(),
+            })
+    }
+
+    /// Starts a snapshot at the applied index (which `meta` must describe): the state is
+    /// made durable and pinned, and [`SnapshotJob::run`] writes it, on any thread, while
+    /// this storage goes on applying. [`NodeStorage::finish_snapshot`] then adopts it.
+    pub fn begin_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotJob> {
+        if meta.index != self.state.applied() {
+            return Err(StorageError::Database {
+                path: self.layout.state(),
+                detail: format!(
+                    "a snapshot is taken at the applied index {}, not {}",
+                    self.state.applied(),
+                    meta.index
+                ),
+            });
+        }
         self.state.checkpoint()?;
-        let mut writer = SnapshotWriter::create(&self.layout.snapshots(), meta.clone())?;
-        let index = self.state.export(&mut writer)?;
-        debug_assert_eq!(index, meta.index);
-        let path = writer.finish()?;
+        let writer = SnapshotWriter::create(&self.layout.snapshots(), meta)?;
+        let export = self.state.begin_export()?;
+        Ok(SnapshotJob { export, writer })
+    }
+
+    /// Adopts a snapshot a job wrote, then removes the log segments and older snapshots
+    /// behind it; None (and the file removed) if a newer snapshot came in meanwhile.
+    pub fn finish_snapshot(&mut self, sealed: SealedSnapshot) -> Result<Option<PathBuf>> {
+        if sealed.meta().index <= self.snapshot.index {
+            sealed.discard()?;
+            return Ok(None);
+        }
+        let meta = sealed.meta().clone();
+        let path = sealed.publish()?;
         self.log.compact(meta.index)?;
         self.snapshot = meta;
-        Ok(path)
+        Ok(Some(path))
+    }
+}
+
+/// A snapshot being written: the state pinned at a durable checkpoint, and its file.
+pub struct SnapshotJob {
+    export: Export,
+    writer: SnapshotWriter,
+}
+
+impl SnapshotJob {
+    pub fn index(&self) -> LogIndex {
+        self.writer.meta().index
+    }
+
+    /// Writes the whole state and makes the file durable (the slow part).
+    pub fn run(mut self) -> Result<SealedSnapshot> {
+        let index = self.export.write_to(&mut self.writer)?;
+        if index != self.writer.meta().index {
+            return Err(StorageError::Database {
+                path: PathBuf::new(),
+                detail: format!(
+                    "the pinned state is at entry {index}, not {}",
+                    self.writer.meta().index
+                ),
+            });
+        }
+        self.writer.seal()
     }
 }
 

@@ -66,14 +66,12 @@ impl SnapshotWriter {
 
     fn create_as(dir: &Path, meta: SnapshotMeta, incoming: bool) -> Result<SnapshotWriter> {
         create_dir(dir)?;
-        let tmp = if incoming {
-            let mut salt = [0u8; 8];
-            let _ = getrandom::fill(&mut salt);
-            let salt = u64::from_le_bytes(salt);
-            dir.join(format!("{}.{salt:016x}.tmp", file_name(&meta)))
-        } else {
-            dir.join(format!("{}.tmp", file_name(&meta)))
-        };
+        // A name of its own: a retried transfer, or a snapshot taken while another of the
+        // same entry is still being written, never shares a file.
+        let mut salt = [0u8; 8];
+        let _ = getrandom::fill(&mut salt);
+        let salt = u64::from_le_bytes(salt);
+        let tmp = dir.join(format!("{}.{salt:016x}.tmp", file_name(&meta)));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -134,7 +132,13 @@ impl SnapshotWriter {
 
     /// Seals the snapshot, makes it durable and visible, and removes older ones. Returns
     /// its path.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    pub fn finish(self) -> Result<PathBuf> {
+        self.seal()?.publish()
+    }
+
+    /// Writes the trailer and makes the file durable, still under its temporary name:
+    /// the slow part, which can run away from the thread that decides whether to use it.
+    pub fn seal(mut self) -> Result<SealedSnapshot> {
         self.flush_chunk()?;
         let mut trailer = vec![b'E'];
         put_u64(&mut trailer, self.chunks);
@@ -148,6 +152,31 @@ impl SnapshotWriter {
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
         file.sync_all().at(&self.tmp)?;
+        Ok(SealedSnapshot {
+            dir: self.dir,
+            meta: self.meta,
+            tmp: self.tmp,
+            incoming: self.incoming,
+        })
+    }
+}
+
+/// A complete, durable snapshot not yet visible under its name.
+pub struct SealedSnapshot {
+    dir: PathBuf,
+    meta: SnapshotMeta,
+    tmp: PathBuf,
+    incoming: bool,
+}
+
+impl SealedSnapshot {
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// Makes it visible: a received one as `.incoming` (adopted once installed), one of
+    /// our own as the node's snapshot, older ones removed. Returns its path.
+    pub fn publish(self) -> Result<PathBuf> {
         if self.incoming {
             let path = self.tmp.with_extension("incoming");
             fs::rename(&self.tmp, &path).at(&path)?;
@@ -159,6 +188,11 @@ impl SnapshotWriter {
         sync_dir(&self.dir)?;
         remove_older(&self.dir, &path)?;
         Ok(path)
+    }
+
+    /// Throws it away (a newer snapshot overtook it).
+    pub fn discard(self) -> Result<()> {
+        fs::remove_file(&self.tmp).at(&self.tmp)
     }
 }
 

@@ -143,13 +143,17 @@ impl StateDb {
     /// Writes every table into a snapshot, from one consistent view. Returns the applied
     /// index that view describes.
     pub fn export(&self, out: &mut SnapshotWriter) -> Result<LogIndex> {
+        self.begin_export()?.write_to(out)
+    }
+
+    /// Pins the state as it is now (a read transaction) so that it can be exported on
+    /// another thread while this one goes on applying.
+    pub fn begin_export(&self) -> Result<Export> {
         let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-        let applied = read_applied(&txn).map_err(|e| db_err(&self.path, e))?;
-        export_tables(&txn, out).map_err(|e| match e {
-            ExportError::Db(e) => db_err(&self.path, e),
-            ExportError::Storage(e) => e,
-        })?;
-        Ok(applied)
+        Ok(Export {
+            txn,
+            path: self.path.clone(),
+        })
     }
 
     /// Replaces the database at `path` with a snapshot's content, atomically: it is built
@@ -204,6 +208,24 @@ impl<E: Into<redb::Error>> From<E> for ExportError {
 }
 
 /// Rows are `table: u8 | key | value`, table by its position in [`Table::ALL`].
+/// The state as of one moment, to be written into a snapshot.
+pub struct Export {
+    txn: ReadTransaction,
+    path: PathBuf,
+}
+
+impl Export {
+    /// Writes every row; returns the applied index the rows stand for.
+    pub fn write_to(self, out: &mut SnapshotWriter) -> Result<LogIndex> {
+        let applied = read_applied(&self.txn).map_err(|e| db_err(&self.path, e))?;
+        export_tables(&self.txn, out).map_err(|e| match e {
+            ExportError::Db(e) => db_err(&self.path, e),
+            ExportError::Storage(e) => e,
+        })?;
+        Ok(applied)
+    }
+}
+
 fn export_tables(
     txn: &ReadTransaction,
     out: &mut SnapshotWriter,
