@@ -11,6 +11,7 @@
 //! copy-on-write B-tree that survives a crash at any point, a stable file format, and a
 //! durability switch per transaction, which is exactly what checkpointing needs.
 
+use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -95,7 +96,7 @@ impl StateDb {
             .map_err(|e| db_err(&self.path, e))?;
         let mut results = Vec::with_capacity(fresh.len());
         {
-            let mut store = WriteStore { txn: &txn };
+            let mut store = WriteStore::new(&txn);
             for entry in fresh {
                 let outcome = match &entry.payload {
                     Payload::Command(data) => Some(
@@ -274,12 +275,41 @@ fn import_rows(txn: &WriteTransaction, data: &[u8]) -> std::result::Result<usize
 /// The chat tables inside a write transaction.
 struct WriteStore<'a> {
     txn: &'a WriteTransaction,
+    /// Each table opened once per transaction, on first use: opening a table costs more
+    /// than the lookup or insert done in it, and a message touches six of them.
+    open: RefCell<[Option<WriteTable<'a>>; Table::ALL.len()]>,
+}
+
+type WriteTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+
+impl<'a> WriteStore<'a> {
+    fn new(txn: &'a WriteTransaction) -> WriteStore<'a> {
+        WriteStore {
+            txn,
+            open: RefCell::new(Default::default()),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&mut WriteTable<'a>) -> std::result::Result<T, StoreError>,
+    ) -> std::result::Result<T, StoreError> {
+        let mut open = self.open.borrow_mut();
+        let slot = &mut open[table as usize];
+        let t = match slot {
+            Some(t) => t,
+            None => slot.insert(self.txn.open_table(def(table)).map_err(store_err)?),
+        };
+        f(t)
+    }
 }
 
 impl Store for WriteStore<'_> {
     fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-        let t = self.txn.open_table(def(table)).map_err(store_err)?;
-        Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
+        self.with(table, |t| {
+            Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
+        })
     }
 
     fn scan(
@@ -289,8 +319,7 @@ impl Store for WriteStore<'_> {
         from: &[u8],
         limit: usize,
     ) -> std::result::Result<Rows, StoreError> {
-        let t = self.txn.open_table(def(table)).map_err(store_err)?;
-        scan_table(&t, prefix, from, limit)
+        self.with(table, |t| scan_table(t, prefix, from, limit))
     }
 
     fn put(
@@ -299,15 +328,17 @@ impl Store for WriteStore<'_> {
         key: &[u8],
         value: &[u8],
     ) -> std::result::Result<(), StoreError> {
-        let mut t = self.txn.open_table(def(table)).map_err(store_err)?;
-        t.insert(key, value).map_err(store_err)?;
-        Ok(())
+        self.with(table, |t| {
+            t.insert(key, value).map_err(store_err)?;
+            Ok(())
+        })
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> std::result::Result<(), StoreError> {
-        let mut t = self.txn.open_table(def(table)).map_err(store_err)?;
-        t.remove(key).map_err(store_err)?;
-        Ok(())
+        self.with(table, |t| {
+            t.remove(key).map_err(store_err)?;
+            Ok(())
+        })
     }
 }
 
