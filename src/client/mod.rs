@@ -79,6 +79,9 @@ pub struct Client {
     pub last_index: Option<u64>,
 }
 
+/// The longest pause between two rounds of attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
 fn index_of(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
     metadata
         .get(crate::proto::metadata::INDEX)
@@ -250,7 +253,9 @@ impl Client {
             // retries of many clients after a failover.
             let jitter = self.rng.range(0, backoff.as_millis() as u64 + 1);
             tokio::time::sleep(Duration::from_millis(jitter) + backoff / 2).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            // Capped low: an election takes a few hundred ms, and a client that sleeps long
+            // past it only adds to the outage it saw.
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
