@@ -248,6 +248,7 @@ impl Driver {
                 }
             }
             Input::PeerAddress { peer, address } => self.transport.learn(&peer, &address),
+            Input::PeerLost { peer } => self.node.peer_lost(&peer),
             Input::Shutdown => return false,
         }
         true

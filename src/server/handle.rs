@@ -49,6 +49,10 @@ pub enum Input {
     /// A snapshot of our own state, written off the driver thread, sealed and ready to
     /// adopt (or the error that stopped it).
     SnapshotWritten(Result<crate::storage::snapshot::SealedSnapshot, crate::storage::StorageError>),
+    /// The connection to a peer was refused or broke.
+    PeerLost {
+        peer: NodeId,
+    },
     /// A peer's address, announced on its stream: a node that joins knows no addresses
     /// until it learns the configuration, yet must answer the leader that contacts it.
     PeerAddress {

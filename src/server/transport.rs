@@ -169,10 +169,15 @@ impl PeerTask {
             if let Ok(v) = self.own_address.parse() {
                 request.metadata_mut().insert(ADDRESS_KEY, v);
             }
-            let call = tokio::spawn(async move { call_client.deliver(request).await });
+            let mut call = tokio::spawn(async move { call_client.deliver(request).await });
             let mut sent_any = false;
-            loop {
-                let Some(msg) = rx.recv().await else {
+            let ended = loop {
+                let msg = tokio::select! {
+                    msg = rx.recv() => msg,
+                    ended = &mut call => break ended,
+                };
+                let Some(msg) = msg else {
+                    call.abort();
                     return; // the link was removed
                 };
                 if let Body::InstallSnapshot(meta) = &msg.body {
@@ -192,12 +197,17 @@ impl PeerTask {
                     continue;
                 }
                 if stream_tx.send(wire::to_wire(&msg)).await.is_err() {
-                    break; // the call ended: reconnect
+                    break call.await; // the call ended: reconnect
                 }
                 sent_any = true;
-            }
-            if let Ok(Err(status)) = call.await {
+            };
+            if let Ok(Err(status)) = ended {
                 debug!(peer = %self.peer, "link down: {}", status.message());
+                // Refused or reset, not mere silence: the peer is most likely gone. If it
+                // was the leader, the core need not wait out a whole election timeout.
+                let _ = self.driver.send(Input::PeerLost {
+                    peer: self.peer.clone(),
+                });
             }
             backoff = if sent_any {
                 Duration::from_millis(20)

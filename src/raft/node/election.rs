@@ -34,6 +34,26 @@ impl Node {
             }
     }
 
+    /// The transport lost its connection to `peer`: refused or reset, not mere silence.
+    /// If that is our leader, it has most likely died, so we stop honouring its lease and
+    /// campaign after a short random delay rather than a whole election timeout; peers
+    /// that lost it too grant us their pre-votes. Nothing here bears on safety: if the
+    /// leader is alive after all, the others still hear it and refuse our pre-vote, and
+    /// its next message makes us its follower again, without a new term.
+    pub fn peer_lost(&mut self, peer: &str) {
+        let Role::Follower(f) = &mut self.role else {
+            return;
+        };
+        if f.leader.as_deref() != Some(peer) {
+            return;
+        }
+        f.leader = None;
+        self.election_elapsed = 0;
+        // Random, so that two followers that lost the leader together rarely split.
+        let spread = (2 * self.cfg.heartbeat_ticks).max(2);
+        self.election_timeout = self.rng.range(1, spread + 1);
+    }
+
     pub(super) fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
         let (min, max) = self.cfg.election_ticks;
@@ -111,8 +131,12 @@ impl Node {
             Role::Follower(f) => {
                 if f.leader.as_ref() != Some(leader) {
                     f.leader = Some(leader.clone());
+                    // A leader found (or found again): a whole election timeout, not the
+                    // short one left by losing the last leader.
+                    self.reset_election_timer();
+                } else {
+                    self.election_elapsed = 0;
                 }
-                self.election_elapsed = 0;
             }
             Role::Candidate(_) => self.become_follower(self.term, Some(leader.clone())),
             Role::Leader(_) => panic!(

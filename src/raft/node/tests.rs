@@ -955,3 +955,72 @@ fn a_removed_follower_learns_of_its_removal_and_stays_quiet() {
     }
     assert!(!c.get("n1").status().matched.contains_key("n3"));
 }
+
+// --- Losing the leader's connection. ---
+
+#[test]
+fn followers_that_lose_the_leaders_connection_elect_another_at_once() {
+    let ids = ["n1", "n2", "n3"];
+    let mut c = Cluster::new(
+        ids.iter()
+            .map(|id| {
+                let mut cfg = config(id);
+                cfg.pre_vote = true;
+                cfg.check_quorum = true;
+                node_with_config(cfg, &ids, 1, &[])
+            })
+            .collect(),
+    );
+    c.elect("n1");
+    c.get("n2").tick();
+    c.get("n3").tick();
+    // Connection refused: a dead leader. Within two heartbeats, not an election timeout,
+    // one of them campaigns, and the other, having lost the leader too, votes for it.
+    c.get("n2").peer_lost("n1");
+    c.get("n3").peer_lost("n1");
+    c.cut = vec![
+        ("n2".into(), "n1".into()),
+        ("n3".into(), "n1".into()),
+        ("n1".into(), "n2".into()),
+        ("n1".into(), "n3".into()),
+    ];
+    for _ in 0..2 {
+        c.get("n2").tick();
+        c.get("n3").tick();
+        c.stabilize();
+    }
+    let leaders: Vec<&str> = ["n2", "n3"]
+        .into_iter()
+        .filter(|id| c.nodes[*id].is_leader())
+        .collect();
+    assert_eq!(leaders.len(), 1, "a new leader within two ticks");
+    // n1 led term 2 (the nodes start in term 1).
+    assert_eq!(c.nodes[leaders[0]].term(), 3);
+}
+
+#[test]
+fn a_lost_connection_to_a_live_leader_disturbs_nothing() {
+    let ids = ["n1", "n2", "n3"];
+    let mut c = Cluster::new(
+        ids.iter()
+            .map(|id| {
+                let mut cfg = config(id);
+                cfg.pre_vote = true;
+                cfg.check_quorum = true;
+                node_with_config(cfg, &ids, 1, &[])
+            })
+            .collect(),
+    );
+    c.elect("n1");
+    // Only n2's link broke; n3 still hears the leader and refuses n2's pre-vote.
+    c.get("n2").peer_lost("n1");
+    for _ in 0..5 {
+        c.get("n2").tick();
+        c.stabilize();
+    }
+    assert!(c.nodes["n1"].is_leader());
+    assert_eq!(c.nodes["n1"].term(), 2, "no new term");
+    // A peer that is not the leader: nothing happens.
+    c.get("n3").peer_lost("n2");
+    assert_eq!(c.nodes["n3"].leader().map(String::as_str), Some("n1"));
+}
