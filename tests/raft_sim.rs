@@ -36,6 +36,7 @@ fn random_run(seed: u64) -> [u64; 4] {
     // Each safety rule must hold on its own, not only behind PreVote's filter.
     cfg.pre_vote = pick(&[0, 1, 1]) == 1;
     cfg.check_quorum = pick(&[0, 1, 1]) == 1;
+    cfg.connection_loss = pick(&[0, 1]) == 1;
     let chaos_ms = pick(&[1500, 3000, 4500]);
     let mut sim = Sim::new(cfg);
     sim.crash_enabled = true;

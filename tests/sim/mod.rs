@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub max_inflight: usize,
     pub pre_vote: bool,
     pub check_quorum: bool,
+    /// A crash resets the connections to the dead node, and peers that can still reach it
+    /// hear of it at once (`Node::peer_lost`), as over TCP.
+    pub connection_loss: bool,
 }
 
 impl SimConfig {
@@ -76,6 +79,7 @@ impl SimConfig {
             max_inflight: 16,
             pre_vote: true,
             check_quorum: true,
+            connection_loss: false,
         }
     }
 
@@ -336,6 +340,15 @@ impl Sim {
         n.raft = None;
         n.staged = None;
         self.forget_requests_at(id);
+        if self.cfg.connection_loss {
+            let dead = id.to_string();
+            for (other, n) in self.nodes.iter_mut() {
+                let reachable = !self.cut.contains(&(other.clone(), dead.clone()));
+                if let (Some(raft), true) = (n.raft.as_mut(), reachable) {
+                    raft.peer_lost(&dead);
+                }
+            }
+        }
     }
 
     pub fn restart(&mut self, id: &str) {

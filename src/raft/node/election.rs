@@ -52,9 +52,11 @@ impl Node {
         // Random, so that two followers that lost the leader together rarely split.
         let spread = (2 * self.cfg.heartbeat_ticks).max(2);
         self.election_timeout = self.rng.range(1, spread + 1);
+        self.leader_lost = true;
     }
 
     pub(super) fn reset_election_timer(&mut self) {
+        self.leader_lost = false;
         self.election_elapsed = 0;
         let (min, max) = self.cfg.election_ticks;
         self.election_timeout = self.rng.range(min, max);
@@ -131,8 +133,10 @@ impl Node {
             Role::Follower(f) => {
                 if f.leader.as_ref() != Some(leader) {
                     f.leader = Some(leader.clone());
-                    // A leader found (or found again): a whole election timeout, not the
-                    // short one left by losing the last leader.
+                }
+                if self.leader_lost {
+                    // A leader after all: a whole election timeout again, not the short
+                    // one left by losing the last one.
                     self.reset_election_timer();
                 } else {
                     self.election_elapsed = 0;

@@ -122,6 +122,8 @@ pub struct Node {
     election_elapsed: u64,
     /// This round's randomized election timeout.
     election_timeout: u64,
+    /// The timeout was cut short because the leader's connection was lost.
+    leader_lost: bool,
     rng: Rng,
     messages: Vec<Message>,
     persisted_messages: Vec<Message>,
@@ -170,6 +172,7 @@ impl Node {
             role: Role::Follower(Follower::default()),
             election_elapsed: 0,
             election_timeout,
+            leader_lost: false,
             rng,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
