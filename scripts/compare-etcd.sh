@@ -21,7 +21,11 @@ trap 'rm -rf "$WORK"' EXIT
 cp -r "$TOOLS" "$WORK/tools"
 chmod -R u+w "$WORK/tools"
 echo "# building etcd-bench and raftchat (release)..." >&2
-(cd "$WORK/tools/etcd-bench" && cargo build --release --quiet)
+# etcd-bench builds into raftchat's target folder, so that the next run reuses it.
+export CARGO_TARGET_DIR_ETCD="$ROOT/target/etcd-bench"
+(cd "$WORK/tools/etcd-bench" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR_ETCD" cargo build --release --quiet)
+mkdir -p "$WORK/tools/etcd-bench/target/release"
+ln -sf "$CARGO_TARGET_DIR_ETCD/release/etcd-bench" "$WORK/tools/etcd-bench/target/release/etcd-bench"
 (cd "$ROOT" && cargo build --release --quiet)
 RC="$ROOT/target/release/raftchat"
 

@@ -73,6 +73,8 @@ pub struct SizeReport {
     /// Resident memory per node once the cluster is up, and its peak after the load (MiB).
     pub idle_rss_mib: Vec<f64>,
     pub peak_rss_mib: Vec<f64>,
+    /// Terms that began while writes and reads ran (0: no spurious election).
+    pub elections_under_load: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +127,7 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
     let sessions = cluster.sessions(16).await?;
     cluster.converged(Duration::from_secs(10)).await?;
     let names = cluster.sup.names();
+    let term_before = max_term(&mut cluster).await;
     out.idle_rss_mib = names
         .iter()
         .map(|n| cluster.memory(n).map_or(0.0, |m| m.0))
@@ -153,6 +156,12 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
         .iter()
         .map(|n| cluster.memory(n).map_or(0.0, |m| m.1))
         .collect();
+    // Every election bumps the term: an unchanged term means none happened under load.
+    out.elections_under_load = max_term(&mut cluster).await.saturating_sub(term_before);
+    println!(
+        "{nodes} nodes, elections during the load: {}",
+        out.elections_under_load
+    );
     println!(
         "{nodes} nodes, memory: idle {} MiB; peak under load {} MiB",
         join_mib(&out.idle_rss_mib),
@@ -180,6 +189,16 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
     }
     cluster.sup.stop_all();
     Ok(out)
+}
+
+async fn max_term(cluster: &mut BenchCluster) -> u64 {
+    cluster
+        .statuses()
+        .await
+        .values()
+        .map(|s| s.term)
+        .max()
+        .unwrap_or(0)
 }
 
 fn join_mib(v: &[f64]) -> String {
@@ -252,6 +271,10 @@ pub fn summary(report: &Report) -> Vec<String> {
             join_mib(&s.idle_rss_mib),
             join_mib(&s.peak_rss_mib)
         ));
+        lines.push(format!(
+            "elections, {} nodes      {} during the writes and reads",
+            s.nodes, s.elections_under_load
+        ));
     }
     if let Some(r) = &report.restart {
         lines.push(format!(
@@ -304,6 +327,7 @@ pub fn to_json(report: &Report, opts: &BenchOptions) -> Value {
                     "max_gap_ms": gaps.iter().copied().fold(0.0, f64::max),
                 },
                 "memory_mib": {"idle": s.idle_rss_mib, "peak": s.peak_rss_mib},
+                "elections_under_load": s.elections_under_load,
             })
         })
         .collect();
