@@ -13,9 +13,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftchat::chat::cmd::{Register, Send};
+use raftchat::chat::cmd::Send;
 use raftchat::chat::{self, Envelope, query};
-use raftchat::raft::{Entry, Membership, Payload, SnapshotMeta};
+use raftchat::raft::{Entry, Membership, Payload};
 use raftchat::storage::log::LogStore;
 use raftchat::storage::node::NodeStorage;
 
@@ -100,64 +100,27 @@ fn command(index: u64, command: chat::Command) -> Entry {
 
 fn restart(dir: &std::path::Path, messages: u64) {
     let node = dir.join("node");
+    // The same state `raftchat bench` restarts on: 100 users, N messages of 100 bytes,
+    // applied in batches with a checkpoint each, then a snapshot.
+    let started = Instant::now();
+    raftchat::bench::fixture::build(
+        &node,
+        Membership::with_voters([("n1", "127.0.0.1:1".into())]),
+        100,
+        messages,
+    )
+    .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "apply: {messages} messages of 100 bytes, then a snapshot, in {secs:.1} s ({:.0}/s, batches of 5000 with a checkpoint each)",
+        messages as f64 / secs
+    );
     let (mut s, _) = NodeStorage::open(&node, 64 << 20).unwrap();
-    let mut index = 0;
+    let mut index = s.state().applied();
     let mut next = |c| {
         index += 1;
         command(index, c)
     };
-    let users: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
-    let mut setup: Vec<Entry> = users
-        .iter()
-        .map(|u| {
-            next(chat::Command::Register(Register {
-                user: u.clone(),
-                password_hash: "h".into(),
-                token: format!("t-{u}"),
-            }))
-        })
-        .collect();
-    s.persist(None, &setup, None).unwrap();
-    s.apply(&setup).unwrap();
-    setup.clear();
-    let text = "x".repeat(100);
-    let started = Instant::now();
-    let mut sent = 0;
-    while sent < messages {
-        let batch: Vec<Entry> = (0..1000.min(messages - sent))
-            .map(|i| {
-                let from = &users[((sent + i) % 100) as usize];
-                let to = &users[((sent + i + 1) % 100) as usize];
-                next(chat::Command::Send(Send {
-                    user: from.clone(),
-                    token: format!("t-{from}"),
-                    to: to.clone(),
-                    text: text.clone(),
-                }))
-            })
-            .collect();
-        sent += batch.len() as u64;
-        s.persist(None, &batch, None).unwrap();
-        s.apply(&batch).unwrap();
-        s.checkpoint().unwrap();
-    }
-    let apply_secs = started.elapsed().as_secs_f64();
-    println!(
-        "apply: {messages} messages of 100 bytes in {apply_secs:.1} s ({:.0}/s, batches of 1000 with a checkpoint each)",
-        messages as f64 / apply_secs
-    );
-    let applied = s.state().applied();
-    let snap = Instant::now();
-    s.take_snapshot(SnapshotMeta {
-        index: applied,
-        term: 1,
-        membership: Membership::with_voters([("n1", "127.0.0.1:1".into())]),
-    })
-    .unwrap();
-    println!(
-        "snapshot of that state: {:.1} s",
-        snap.elapsed().as_secs_f64()
-    );
     // A tail of the log after the snapshot, as a running node would have.
     let tail: Vec<Entry> = (0..500)
         .map(|i| {

@@ -165,14 +165,5 @@ impl BenchCluster {
 
 /// The leader a majority of the voters follow.
 pub fn agreed_leader(st: &BTreeMap<String, StatusReply>) -> Option<String> {
-    let claimant = st
-        .values()
-        .filter(|s| s.role == "leader")
-        .max_by_key(|s| s.term)?;
-    let voters = claimant.members.iter().filter(|m| m.voter).count().max(1);
-    let following = st
-        .values()
-        .filter(|s| s.term == claimant.term && s.leader == claimant.id)
-        .count();
-    (following > voters / 2).then(|| claimant.id.clone())
+    crate::lab::runner::agreed_leader(st).map(|(leader, _)| leader)
 }

@@ -412,16 +412,7 @@ impl Runner<'_> {
 
     /// The leader a majority of the cluster's voters follow, with its term.
     fn agreed_leader(statuses: &BTreeMap<String, StatusReply>) -> Option<(String, u64)> {
-        let claimant = statuses
-            .values()
-            .filter(|s| s.role == "leader")
-            .max_by_key(|s| s.term)?;
-        let voters = claimant.members.iter().filter(|m| m.voter).count().max(1);
-        let following = statuses
-            .values()
-            .filter(|s| s.term == claimant.term && s.leader == claimant.id)
-            .count();
-        (following > voters / 2).then(|| (claimant.id.clone(), claimant.term))
+        agreed_leader(statuses)
     }
 
     async fn status_line(&mut self) -> String {
@@ -1225,6 +1216,21 @@ impl Runner<'_> {
         }
         Ok(format!("{ops} operations by {} clients", load.clients))
     }
+}
+
+/// The leader a majority of the cluster's voters follow, with its term, as the nodes'
+/// statuses tell it (the lab's and the benchmark's notion of "there is a leader").
+pub fn agreed_leader(statuses: &BTreeMap<String, StatusReply>) -> Option<(String, u64)> {
+    let claimant = statuses
+        .values()
+        .filter(|s| s.role == "leader")
+        .max_by_key(|s| s.term)?;
+    let voters = claimant.members.iter().filter(|m| m.voter).count().max(1);
+    let following = statuses
+        .values()
+        .filter(|s| s.term == claimant.term && s.leader == claimant.id)
+        .count();
+    (following > voters / 2).then(|| (claimant.id.clone(), claimant.term))
 }
 
 /// Cuts text into lines of at most `width` characters, at spaces.

@@ -958,19 +958,24 @@ fn a_removed_follower_learns_of_its_removal_and_stays_quiet() {
 
 // --- Losing the leader's connection. ---
 
-#[test]
-fn followers_that_lose_the_leaders_connection_elect_another_at_once() {
-    let ids = ["n1", "n2", "n3"];
-    let mut c = Cluster::new(
+/// Nodes with PreVote and CheckQuorum, as in production.
+fn guarded_cluster(ids: &[&str]) -> Cluster {
+    Cluster::new(
         ids.iter()
             .map(|id| {
                 let mut cfg = config(id);
                 cfg.pre_vote = true;
                 cfg.check_quorum = true;
-                node_with_config(cfg, &ids, 1, &[])
+                node_with_config(cfg, ids, 1, &[])
             })
             .collect(),
-    );
+    )
+}
+
+#[test]
+fn followers_that_lose_the_leaders_connection_elect_another_at_once() {
+    let ids = ["n1", "n2", "n3"];
+    let mut c = guarded_cluster(&ids);
     c.elect("n1");
     c.get("n2").tick();
     c.get("n3").tick();
@@ -1002,16 +1007,7 @@ fn followers_that_lose_the_leaders_connection_elect_another_at_once() {
 #[test]
 fn a_lost_connection_to_a_live_leader_disturbs_nothing() {
     let ids = ["n1", "n2", "n3"];
-    let mut c = Cluster::new(
-        ids.iter()
-            .map(|id| {
-                let mut cfg = config(id);
-                cfg.pre_vote = true;
-                cfg.check_quorum = true;
-                node_with_config(cfg, &ids, 1, &[])
-            })
-            .collect(),
-    );
+    let mut c = guarded_cluster(&ids);
     c.elect("n1");
     // Only n2's link broke; n3 still hears the leader and refuses n2's pre-vote.
     c.get("n2").peer_lost("n1");
