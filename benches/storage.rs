@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftchat::chat::cmd::Send;
-use raftchat::chat::{self, Envelope, query};
+use raftchat::chat::{self, query};
 use raftchat::raft::{Entry, Membership, Payload};
 use raftchat::storage::log::LogStore;
 use raftchat::storage::node::NodeStorage;
@@ -84,20 +84,6 @@ fn group_commit(dir: &std::path::Path) {
     }
 }
 
-fn command(index: u64, command: chat::Command) -> Entry {
-    let env = Envelope {
-        client_id: 1 + index % 64,
-        seq: index,
-        time_ms: index,
-        command,
-    };
-    Entry {
-        index,
-        term: 1,
-        payload: Payload::Command(Bytes::from(env.encode())),
-    }
-}
-
 fn restart(dir: &std::path::Path, messages: u64) {
     let node = dir.join("node");
     // The same state `raftchat bench` restarts on: 100 users, N messages of 100 bytes,
@@ -119,7 +105,7 @@ fn restart(dir: &std::path::Path, messages: u64) {
     let mut index = s.state().applied();
     let mut next = |c| {
         index += 1;
-        command(index, c)
+        raftchat::bench::fixture::command_entry(index, c)
     };
     // A tail of the log after the snapshot, as a running node would have.
     let tail: Vec<Entry> = (0..500)

@@ -6,20 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
-
 use super::load::Session;
-use crate::client::Client;
+use crate::client::{Admins, Client};
 use crate::lab::cluster::{NodeSettings, Supervisor};
-use crate::proto::admin as admin_pb;
+use crate::lab::runner::agreed_leader;
 use crate::proto::admin::StatusReply;
-use crate::proto::admin::admin_client::AdminClient;
 
 pub struct BenchCluster {
     pub sup: Supervisor,
     /// Where the node directories are (removed when the cluster is dropped).
     pub dir: tempfile::TempDir,
-    admins: BTreeMap<String, AdminClient<Channel>>,
+    admins: Admins,
 }
 
 impl BenchCluster {
@@ -35,7 +32,7 @@ impl BenchCluster {
         Ok(BenchCluster {
             sup,
             dir,
-            admins: BTreeMap::new(),
+            admins: Admins::default(),
         })
     }
 
@@ -61,18 +58,7 @@ impl BenchCluster {
 
     pub async fn status(&mut self, name: &str) -> Option<StatusReply> {
         let addr = self.sup.node(name).addr.clone();
-        let admin = self.admins.entry(addr.clone()).or_insert_with(|| {
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .expect("a loopback address")
-                .connect_timeout(Duration::from_millis(200))
-                .connect_lazy();
-            AdminClient::new(channel)
-        });
-        let call = admin.status(admin_pb::StatusRequest {});
-        match tokio::time::timeout(Duration::from_millis(500), call).await {
-            Ok(Ok(reply)) => Some(reply.into_inner()),
-            _ => None,
-        }
+        self.admins.status(&addr).await
     }
 
     pub async fn statuses(&mut self) -> BTreeMap<String, StatusReply> {
@@ -93,7 +79,7 @@ impl BenchCluster {
         let started = Instant::now();
         loop {
             let st = self.statuses().await;
-            if let Some(l) = agreed_leader(&st) {
+            if let Some((l, _)) = agreed_leader(&st) {
                 return Ok(l);
             }
             if started.elapsed() > timeout {
@@ -108,7 +94,7 @@ impl BenchCluster {
         let started = Instant::now();
         loop {
             let st = self.statuses().await;
-            if let Some(l) = agreed_leader(&st) {
+            if let Some((l, _)) = agreed_leader(&st) {
                 let commit = st[&l].commit;
                 if st.values().all(|s| s.applied >= commit) && st.len() == self.running().len() {
                     return Ok(());
@@ -161,9 +147,4 @@ impl BenchCluster {
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
-}
-
-/// The leader a majority of the voters follow.
-pub fn agreed_leader(st: &BTreeMap<String, StatusReply>) -> Option<String> {
-    crate::lab::runner::agreed_leader(st).map(|(leader, _)| leader)
 }

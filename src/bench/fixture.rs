@@ -30,17 +30,7 @@ pub fn build(
     let mut index = 0;
     let mut entry = |command: chat::Command| {
         index += 1;
-        let env = Envelope {
-            client_id: 1 + index % 64,
-            seq: index,
-            time_ms: index,
-            command,
-        };
-        Entry {
-            index,
-            term: 1,
-            payload: Payload::Command(Bytes::from(env.encode())),
-        }
+        command_entry(index, command)
     };
     let names: Vec<String> = (0..users).map(|i| format!("user{i}")).collect();
     let accounts: Vec<Entry> = names
@@ -90,6 +80,22 @@ pub fn build(
         membership: members,
     })?;
     Ok(())
+}
+
+/// A committed entry at `index` (term 1) holding `command`, as a client would have
+/// proposed it.
+pub fn command_entry(index: u64, command: chat::Command) -> Entry {
+    let env = Envelope {
+        client_id: 1 + index % 64,
+        seq: index,
+        time_ms: index,
+        command,
+    };
+    Entry {
+        index,
+        term: 1,
+        payload: Payload::Command(Bytes::from(env.encode())),
+    }
 }
 
 /// Copies a data directory (files and one level of folders: the layout a node writes).

@@ -144,7 +144,7 @@ pub async fn catch_up(
     cluster.sup.start(&name, Some(seed))?;
     loop {
         let st = cluster.statuses().await;
-        if let Some(leader) = super::cluster::agreed_leader(&st)
+        if let Some((leader, _)) = crate::lab::runner::agreed_leader(&st)
             && let Some(new) = st.get(&name)
             && new.applied >= st[&leader].commit
             && new.applied > 0

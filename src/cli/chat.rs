@@ -243,27 +243,11 @@ async fn run_async(args: ChatArgs) -> Result<(), Failure> {
 
 /// Prints messages as they arrive; after a failover, resumes from the last one seen.
 async fn watch(client: &mut Client, user: &str, token: &str) -> Result<(), Failure> {
-    let mut after = 0;
     client.timeouts.deadline = Duration::from_secs(3600);
-    loop {
-        let mut stream = client
-            .subscribe(user, token, after)
-            .await
-            .map_err(|e| fail("watch", e))?;
-        loop {
-            match stream.message().await {
-                Ok(Some(m)) => {
-                    after = m.id;
-                    print_message(&m);
-                }
-                Ok(None) => break,
-                Err(s) if s.code() == tonic::Code::Unauthenticated => {
-                    return Err(Failure::new(1, format!("watch: {}", s.message())));
-                }
-                Err(_) => break,
-            }
-        }
-        // The node went away: the next subscribe tries the others.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let e = client.follow(user, token, print_message).await;
+    Err(if e.code == tonic::Code::Unauthenticated {
+        Failure::new(1, format!("watch: {}", e.message))
+    } else {
+        fail("watch", e)
+    })
 }

@@ -106,11 +106,7 @@ pub fn run(args: LabArgs) -> Result<(), Failure> {
     opts.out_dir = out;
     opts.keep = keep;
     opts.verbose = !quiet;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let results = runtime.block_on(async {
         tokio::select! {
             results = run_all(&scenarios, &opts) => Some(results),
@@ -146,11 +142,7 @@ fn demo(file: &Path, presentation: Presentation, out: PathBuf, keep: bool) -> Re
     opts.keep = keep;
     opts.color = presentation.live;
     opts.presentation = Some(presentation);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let result = runtime.block_on(async {
         tokio::select! {
             r = runner::run(&s, &opts) => Some(r),
@@ -241,6 +233,15 @@ fn demo_table(r: &RunResult) -> Vec<String> {
         ),
     });
     lines
+}
+
+/// Two workers are plenty for the lab's clients, and leave the cores to the nodes.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))
 }
 
 async fn run_all(scenarios: &[scenario::Scenario], opts: &RunOptions) -> Vec<RunResult> {

@@ -7,11 +7,13 @@
 //! the next endpoint otherwise; every other error is the answer. A write keeps its request
 //! id across its retries: the state machine answers a repeat with the first result.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::proto::admin::StatusReply;
 use crate::proto::admin::admin_client::AdminClient;
 use crate::proto::chat as pb;
 use crate::proto::chat::chat_client::ChatClient;
@@ -77,6 +79,38 @@ pub struct Client {
     /// The log index the last write committed at (from the `raft-index` metadata), for
     /// the lab's check that every acknowledged write is in the log.
     pub last_index: Option<u64>,
+}
+
+/// Clients of several nodes' admin services (status, membership, faults), one per address,
+/// connected on first use: the lab's and the benchmark's view of their nodes.
+#[derive(Default)]
+pub struct Admins(BTreeMap<String, AdminClient<Channel>>);
+
+impl Admins {
+    /// The admin client of the node at `address` (a supervised node's `127.0.0.1:PORT`).
+    pub fn get(&mut self, address: &str) -> AdminClient<Channel> {
+        self.0
+            .entry(address.to_string())
+            .or_insert_with(|| {
+                let channel = Endpoint::from_shared(format!("http://{address}"))
+                    .expect("a supervised node listens on HOST:PORT")
+                    .connect_timeout(Duration::from_millis(300))
+                    .connect_lazy();
+                AdminClient::new(channel)
+            })
+            .clone()
+    }
+
+    /// The node's status, or None if it does not answer within half a second (down,
+    /// paused, or still starting).
+    pub async fn status(&mut self, address: &str) -> Option<StatusReply> {
+        let mut admin = self.get(address);
+        let call = admin.status(crate::proto::admin::StatusRequest {});
+        match tokio::time::timeout(Duration::from_millis(500), call).await {
+            Ok(Ok(reply)) => Some(reply.into_inner()),
+            _ => None,
+        }
+    }
 }
 
 /// The longest pause between two rounds of attempts.
@@ -447,6 +481,40 @@ impl Client {
             async move { ChatClient::new(c).subscribe(req).await }
         })
         .await
+    }
+
+    /// Follows a user's messages, giving each to `on_message` as it arrives. When the node
+    /// serving the stream goes away, the stream resumes on another after the last message
+    /// seen. Returns only with a failure: the session refused, or no node within the
+    /// deadline.
+    pub async fn follow(
+        &mut self,
+        user: &str,
+        token: &str,
+        mut on_message: impl FnMut(&pb::ChatMessage),
+    ) -> ClientError {
+        let mut after = 0;
+        loop {
+            let mut stream = match self.subscribe(user, token, after).await {
+                Ok(stream) => stream,
+                Err(e) => return e,
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => {
+                        after = m.id;
+                        on_message(&m);
+                    }
+                    Ok(None) => break,
+                    Err(s) if s.code() == Code::Unauthenticated => {
+                        return ClientError::from_status(&s);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // The node went away: the next subscribe tries the others.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The status of the node at endpoint `i` (for the lab and tests).

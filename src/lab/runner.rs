@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::checks::{self, NodeDir};
 use super::cluster::{NodeSettings, NodeState, Supervisor};
@@ -20,7 +20,7 @@ use super::scenario::{
 };
 use super::view::{self, LiveView, ViewNode};
 use super::watch::Watch;
-use crate::client::{Client, ClientError};
+use crate::client::{Admins, Client, ClientError};
 use crate::proto::admin::admin_client::AdminClient;
 use crate::proto::admin::{self as admin_pb, StatusReply};
 use crate::proto::chat::ChatMessage;
@@ -104,7 +104,7 @@ struct Runner<'a> {
     /// Each user's client and session token.
     users: HashMap<String, (Client, String)>,
     history: History,
-    admins: HashMap<String, AdminClient<Channel>>,
+    admins: Admins,
     /// Every leader seen, by term: two for one term is a violation.
     leaders: BTreeMap<u64, String>,
     violations: Vec<String>,
@@ -165,7 +165,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> RunResult {
         last_killed: None,
         users: HashMap::new(),
         history: History::new(started),
-        admins: HashMap::new(),
+        admins: Admins::default(),
         leaders: BTreeMap::new(),
         violations: Vec::new(),
         dumps: Vec::new(),
@@ -369,16 +369,7 @@ impl Runner<'_> {
 
     fn admin(&mut self, name: &str) -> AdminClient<Channel> {
         let addr = self.sup.node(name).addr.clone();
-        self.admins
-            .entry(addr.clone())
-            .or_insert_with(|| {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
-                    .expect("a loopback address")
-                    .connect_timeout(Duration::from_millis(300))
-                    .connect_lazy();
-                AdminClient::new(channel)
-            })
-            .clone()
+        self.admins.get(&addr)
     }
 
     /// The status of every node that can answer (not down, not paused).
@@ -388,10 +379,8 @@ impl Runner<'_> {
             if !self.sup.check_alive(&name) || self.sup.node(&name).state != NodeState::Up {
                 continue;
             }
-            let mut admin = self.admin(&name);
-            let call = admin.status(admin_pb::StatusRequest {});
-            if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), call).await {
-                let st = reply.into_inner();
+            let addr = self.sup.node(&name).addr.clone();
+            if let Some(st) = self.admins.status(&addr).await {
                 if st.role == "leader" {
                     let prior = self.leaders.entry(st.term).or_insert_with(|| st.id.clone());
                     if *prior != st.id {
@@ -408,11 +397,6 @@ impl Runner<'_> {
             }
         }
         out
-    }
-
-    /// The leader a majority of the cluster's voters follow, with its term.
-    fn agreed_leader(statuses: &BTreeMap<String, StatusReply>) -> Option<(String, u64)> {
-        agreed_leader(statuses)
     }
 
     async fn status_line(&mut self) -> String {
@@ -474,13 +458,13 @@ impl Runner<'_> {
             ],
             NodeRef::Leader => {
                 let st = self.statuses().await;
-                let (leader, _) = Self::agreed_leader(&st)
+                let (leader, _) = agreed_leader(&st)
                     .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
                 vec![leader]
             }
             NodeRef::Follower | NodeRef::Followers => {
                 let st = self.statuses().await;
-                let (leader, _) = Self::agreed_leader(&st)
+                let (leader, _) = agreed_leader(&st)
                     .ok_or_else(|| format!("there is no leader ({})", Self::seen(&st)))?;
                 let followers: Vec<String> = all
                     .into_iter()
@@ -790,7 +774,7 @@ impl Runner<'_> {
                     LeaderWait::Not(r) => (None, Some(self.resolve(r).await?)),
                 };
                 self.wait_for(timeout, |st| {
-                    let (leader, term) = Self::agreed_leader(st)?;
+                    let (leader, term) = agreed_leader(st)?;
                     if want.as_ref().is_some_and(|w| !w.contains(&leader))
                         || not.as_ref().is_some_and(|n| n.contains(&leader))
                     {
@@ -807,7 +791,7 @@ impl Runner<'_> {
                     .filter(|n| self.sup.node(n).state == NodeState::Up)
                     .collect();
                 self.wait_for(timeout, |st| {
-                    let leader_commit = Self::agreed_leader(st)
+                    let leader_commit = agreed_leader(st)
                         .and_then(|(l, _)| st.values().find(|s| s.id == l).map(|s| s.commit))?;
                     let all = running.iter().all(|n| {
                         st.get(n).is_some_and(|s| {
@@ -821,7 +805,7 @@ impl Runner<'_> {
             WaitFor::CaughtUp(r) => {
                 let names = self.resolve(r).await?;
                 self.wait_for(timeout, |st| {
-                    let (leader, _) = Self::agreed_leader(st)?;
+                    let (leader, _) = agreed_leader(st)?;
                     let commit = st.values().find(|s| s.id == leader)?.commit;
                     let all = names
                         .iter()
@@ -871,7 +855,7 @@ impl Runner<'_> {
         let st = self.statuses().await;
         match e {
             ClusterExpect::Leader(want) => {
-                let got = Self::agreed_leader(&st).map(|(l, _)| l);
+                let got = agreed_leader(&st).map(|(l, _)| l);
                 if got == *want {
                     Ok(format!("leader {}", want.as_deref().unwrap_or("none")))
                 } else {
@@ -964,7 +948,7 @@ impl Runner<'_> {
             .collect();
         let _ = self
             .wait_for(Duration::from_secs(10), |st| {
-                let (leader, _) = Self::agreed_leader(st)?;
+                let (leader, _) = agreed_leader(st)?;
                 let commit = st.get(&leader).map(|s| s.commit)?;
                 running
                     .iter()
@@ -1010,7 +994,7 @@ impl Runner<'_> {
         }
         let name = name.to_string();
         self.wait_for(Duration::from_secs(60), |st| {
-            let (leader, _) = Self::agreed_leader(st)?;
+            let (leader, _) = agreed_leader(st)?;
             let l = st.get(&leader)?;
             let voter = l.members.iter().any(|m| m.id == name && m.voter);
             let caught_up = st.get(&name).is_some_and(|s| s.applied >= l.commit);
@@ -1055,7 +1039,7 @@ impl Runner<'_> {
     async fn leader_admin(&mut self) -> Result<(String, AdminClient<Channel>), String> {
         let leader = self
             .wait_for(Duration::from_secs(10), |st| {
-                Self::agreed_leader(st).map(|(leader, _)| leader)
+                agreed_leader(st).map(|(leader, _)| leader)
             })
             .await
             .map_err(|e| format!("there is no leader: {e}"))?;
@@ -1072,7 +1056,7 @@ impl Runner<'_> {
                 .map_err(|s| format!("remove {n}: {}", s.message()))?;
             let gone = n.clone();
             self.wait_for(Duration::from_secs(10), |st| {
-                let (leader, _) = Self::agreed_leader(st)?;
+                let (leader, _) = agreed_leader(st)?;
                 let l = st.get(&leader)?;
                 (leader != gone && l.members.iter().all(|m| m.id != gone)).then(String::new)
             })
@@ -1094,7 +1078,7 @@ impl Runner<'_> {
             .map_err(|s| format!("transfer to {target}: {}", s.message()))?;
         let target = target.clone();
         self.wait_for(Duration::from_secs(5), |st| {
-            let (leader, term) = Self::agreed_leader(st)?;
+            let (leader, term) = agreed_leader(st)?;
             (leader == target).then(|| format!("{leader} leads term {term}"))
         })
         .await

@@ -9,12 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
 
 use super::cluster::NodeState;
-use crate::proto::admin as admin_pb;
+use crate::client::Admins;
 use crate::proto::admin::StatusReply;
-use crate::proto::admin::admin_client::AdminClient;
 
 /// Columns of the bar that shows how much of the log a node has applied.
 const BAR: usize = 24;
@@ -105,7 +103,7 @@ impl LiveView {
         let nodes: Arc<Mutex<Vec<ViewNode>>> = Arc::default();
         let shared = nodes.clone();
         let task = tokio::spawn(async move {
-            let mut admins: BTreeMap<String, AdminClient<Channel>> = BTreeMap::new();
+            let mut admins = Admins::default();
             loop {
                 let known = shared.lock().expect("view lock").clone();
                 let statuses = poll(&known, &mut admins).await;
@@ -148,22 +146,11 @@ impl Drop for LiveView {
 }
 
 /// The status of every running node that answers within a short time.
-pub async fn poll(
-    nodes: &[ViewNode],
-    admins: &mut BTreeMap<String, AdminClient<Channel>>,
-) -> BTreeMap<String, StatusReply> {
+pub async fn poll(nodes: &[ViewNode], admins: &mut Admins) -> BTreeMap<String, StatusReply> {
     let mut out = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.state == NodeState::Up) {
-        let admin = admins.entry(n.addr.clone()).or_insert_with(|| {
-            let channel = Endpoint::from_shared(format!("http://{}", n.addr))
-                .expect("a loopback address")
-                .connect_timeout(Duration::from_millis(200))
-                .connect_lazy();
-            AdminClient::new(channel)
-        });
-        let call = admin.status(admin_pb::StatusRequest {});
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(300), call).await {
-            out.insert(n.name.clone(), reply.into_inner());
+        if let Some(st) = admins.status(&n.addr).await {
+            out.insert(n.name.clone(), st);
         }
     }
     out

@@ -23,7 +23,7 @@ impl Watch {
         via: Option<String>,
         user: String,
         token: String,
-        show: impl Fn(&str) -> String + Send + 'static,
+        show: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Watch {
         let seen = Arc::new(AtomicU64::new(0));
         let counter = seen.clone();
@@ -32,18 +32,13 @@ impl Watch {
         }
         client.timeouts.deadline = Duration::from_secs(3600);
         let task = tokio::spawn(async move {
-            let mut after = 0;
-            loop {
-                if let Ok(mut stream) = client.subscribe(&user, &token, after).await {
-                    while let Ok(Some(m)) = stream.message().await {
-                        after = m.id;
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        println!("{}", show(&format!("{}: {:?}", m.from, m.text)));
-                    }
-                }
-                // The node went away: the next subscribe tries the others.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // It ends only if the session is refused; the step waiting on it then says so.
+            let _ = client
+                .follow(&user, &token, |m| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    println!("{}", show(&format!("{}: {:?}", m.from, m.text)));
+                })
+                .await;
         });
         Watch { seen, task }
     }

@@ -68,13 +68,18 @@ impl Faults {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Fate::Drop;
         }
+        self.delay(rule, rng)
+    }
+
+    /// A delay drawn from the rule's range, if it has one.
+    fn delay(&self, rule: &Rule, rng: &mut Rng) -> Fate {
         let (lo, hi) = rule.delay_ms;
-        if hi > 0 {
-            let ms = if hi > lo { rng.range(lo, hi + 1) } else { lo };
-            self.delayed.fetch_add(1, Ordering::Relaxed);
-            return Fate::Delay(Duration::from_millis(ms));
+        if hi == 0 {
+            return Fate::Deliver;
         }
-        Fate::Deliver
+        let ms = if hi > lo { rng.range(lo, hi + 1) } else { lo };
+        self.delayed.fetch_add(1, Ordering::Relaxed);
+        Fate::Delay(Duration::from_millis(ms))
     }
 
     /// What happens to the next chunk of a stream to `peer` (a snapshot transfer): a
@@ -85,13 +90,8 @@ impl Faults {
         let (rules, rng) = &mut *guard;
         match rules.get(peer) {
             Some(rule) if rule.block => Fate::Drop,
-            Some(rule) if rule.delay_ms.1 > 0 => {
-                let (lo, hi) = rule.delay_ms;
-                let ms = if hi > lo { rng.range(lo, hi + 1) } else { lo };
-                self.delayed.fetch_add(1, Ordering::Relaxed);
-                Fate::Delay(Duration::from_millis(ms))
-            }
-            _ => Fate::Deliver,
+            Some(rule) => self.delay(rule, rng),
+            None => Fate::Deliver,
         }
     }
 

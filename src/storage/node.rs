@@ -247,10 +247,6 @@ pub struct SnapshotJob {
 }
 
 impl SnapshotJob {
-    pub fn index(&self) -> LogIndex {
-        self.writer.meta().index
-    }
-
     /// Writes the whole state and makes the file durable (the slow part).
     pub fn run(mut self) -> Result<SealedSnapshot> {
         let index = self.export.write_to(&mut self.writer)?;
@@ -385,12 +381,11 @@ mod tests {
         assert!(segments < 10, "segments behind the snapshot were removed");
     }
 
-    #[test]
-    fn an_installed_snapshot_replaces_state_and_log() {
-        // The leader's side: a state, exported as a snapshot.
-        let leader_dir = tempfile::tempdir().unwrap();
+    /// A leader's storage with alice's ten messages, and its snapshot at entry 12.
+    fn leader_snapshot() -> (tempfile::TempDir, NodeStorage, SnapshotMeta, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
         let log = history(10);
-        let (mut leader, _) = NodeStorage::open(leader_dir.path(), 1 << 20).unwrap();
+        let (mut leader, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         leader.persist(None, &log, None).unwrap();
         leader.apply(&log).unwrap();
         let meta = SnapshotMeta {
@@ -399,6 +394,13 @@ mod tests {
             membership: Membership::default(),
         };
         let path = leader.take_snapshot(meta.clone()).unwrap();
+        (dir, leader, meta, path)
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_state_and_log() {
+        // The leader's side: a state, exported as a snapshot.
+        let (_leader_dir, leader, meta, path) = leader_snapshot();
         // The follower's side: an unrelated log, then the snapshot streams in.
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
@@ -422,17 +424,7 @@ mod tests {
     #[test]
     fn a_crash_in_the_middle_of_a_snapshot_install_restarts_from_the_snapshot() {
         // A leader's snapshot at entry 12.
-        let leader_dir = tempfile::tempdir().unwrap();
-        let log = history(10);
-        let (mut leader, _) = NodeStorage::open(leader_dir.path(), 1 << 20).unwrap();
-        leader.persist(None, &log, None).unwrap();
-        leader.apply(&log).unwrap();
-        let meta = SnapshotMeta {
-            index: 12,
-            term: 1,
-            membership: Membership::default(),
-        };
-        let path = leader.take_snapshot(meta.clone()).unwrap();
+        let (_leader_dir, leader, meta, path) = leader_snapshot();
         // A follower with a short log stores it and adopts it, then dies before importing
         // the state or resetting its log.
         let dir = tempfile::tempdir().unwrap();
