@@ -147,4 +147,21 @@ impl BenchCluster {
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
+
+    /// CPU time a node's process has used so far, user and system, in seconds.
+    pub fn cpu_seconds(&self, name: &str) -> Option<f64> {
+        process_cpu_seconds(self.sup.node(name).pid()?)
+    }
+}
+
+/// CPU time (user and system, every thread) a process has used, from `/proc/PID/stat`.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields that follow it do not.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // utime and stime are the 12th and 13th fields after the name.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // In clock ticks of USER_HZ, which Linux fixes at 100 for user space.
+    Some((utime + stime) / 100.0)
 }

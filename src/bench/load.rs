@@ -60,6 +60,22 @@ pub struct LevelResult {
     pub errors: u64,
     pub secs: f64,
     pub latency: Latencies,
+    /// CPU time per successful request, in microseconds: each node's (by name, leader
+    /// first), and the load generator's own.
+    pub cpu: CpuPerOp,
+}
+
+/// Where the CPU went, per request served, in microseconds.
+#[derive(Clone, Debug, Default)]
+pub struct CpuPerOp {
+    pub nodes: Vec<(String, f64)>,
+    pub client: f64,
+}
+
+impl CpuPerOp {
+    pub fn nodes_total(&self) -> f64 {
+        self.nodes.iter().map(|(_, us)| us).sum()
+    }
 }
 
 impl LevelResult {
@@ -124,6 +140,7 @@ pub async fn closed_loop(
         errors,
         secs,
         latency: Latencies::of(micros),
+        cpu: CpuPerOp::default(),
     }
 }
 

@@ -143,8 +143,12 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
         println!("{nodes} nodes, {part}:");
         print_level_header();
         for &clients in &opts.clients {
-            let r = load::closed_loop(&endpoints, &sessions, op, clients, opts.duration, 2_000_000)
-                .await;
+            let leader = cluster.leader(Duration::from_secs(10)).await?;
+            let before = cpu_now(&cluster, &names);
+            let mut r =
+                load::closed_loop(&endpoints, &sessions, op, clients, opts.duration, 2_000_000)
+                    .await;
+            r.cpu = cpu_per_op(&before, &cpu_now(&cluster, &names), &leader, r.ok);
             print_level(&r);
             match op {
                 Op::Send => out.writes.push(r),
@@ -191,6 +195,41 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
     Ok(out)
 }
 
+/// CPU seconds used so far by each node and by this process (the load generator).
+struct CpuSample {
+    nodes: Vec<(String, Option<f64>)>,
+    client: Option<f64>,
+}
+
+fn cpu_now(cluster: &BenchCluster, names: &[String]) -> CpuSample {
+    CpuSample {
+        nodes: names
+            .iter()
+            .map(|n| (n.clone(), cluster.cpu_seconds(n)))
+            .collect(),
+        client: cluster::process_cpu_seconds(std::process::id()),
+    }
+}
+
+/// Microseconds of CPU per request between two samples, the leader's first.
+fn cpu_per_op(before: &CpuSample, after: &CpuSample, leader: &str, ops: u64) -> load::CpuPerOp {
+    let per_op = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if ops > 0 => Some((b - a) * 1e6 / ops as f64),
+        _ => None,
+    };
+    let mut nodes: Vec<(String, f64)> = before
+        .nodes
+        .iter()
+        .zip(&after.nodes)
+        .filter_map(|((name, a), (_, b))| Some((name.clone(), per_op(*a, *b)?)))
+        .collect();
+    nodes.sort_by_key(|(name, _)| name != leader);
+    load::CpuPerOp {
+        nodes,
+        client: per_op(before.client, after.client).unwrap_or(0.0),
+    }
+}
+
 async fn max_term(cluster: &mut BenchCluster) -> u64 {
     cluster
         .statuses()
@@ -210,21 +249,29 @@ fn join_mib(v: &[f64]) -> String {
 
 fn print_level_header() {
     println!(
-        "  {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "  {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}   cpu µs per request: leader/followers + load generator",
         "clients", "per sec", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
     );
 }
 
 fn print_level(r: &LevelResult) {
+    let nodes: Vec<String> = r
+        .cpu
+        .nodes
+        .iter()
+        .map(|(_, us)| format!("{us:.0}"))
+        .collect();
     println!(
-        "  {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>7}",
+        "  {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>7}   {} + {:.0}",
         r.clients,
         r.per_sec(),
         r.latency.p50_ms,
         r.latency.p99_ms,
         r.latency.p999_ms,
         r.latency.max_ms,
-        r.errors
+        r.errors,
+        nodes.join("/"),
+        r.cpu.client
     );
 }
 
@@ -302,6 +349,11 @@ fn level_json(l: &LevelResult) -> Value {
         "p99_ms": l.latency.p99_ms,
         "p999_ms": l.latency.p999_ms,
         "max_ms": l.latency.max_ms,
+        "cpu_us_per_op": {
+            "nodes": l.cpu.nodes.iter().map(|(n, us)| json!({"node": n, "us": us})).collect::<Vec<_>>(),
+            "nodes_total": l.cpu.nodes_total(),
+            "load_generator": l.cpu.client,
+        },
     })
 }
 
