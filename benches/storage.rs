@@ -2,6 +2,8 @@
 //! - the raw cost of one fdatasync (write 100 bytes, sync), p50 and p99;
 //! - the Raft log with group commit: entries per second and per fsync when B entries of
 //!   100 bytes share each sync;
+//! - a node's write path without the network: B entries appended and synced, then applied,
+//!   with a checkpoint every 200 ms as the driver does; µs per entry for each part;
 //! - applying chat messages to the state database, with a checkpoint per batch;
 //! - restart: opening a data directory whose state holds N messages (1,000,000 by
 //!   default, `BENCH_MESSAGES` to change) until the first query is answered.
@@ -80,6 +82,79 @@ fn group_commit(dir: &std::path::Path) {
             entries / secs,
             syncs as f64 / secs,
             batch
+        );
+    }
+}
+
+/// What one node spends per entry on its disk and state, batch by batch, as its driver
+/// does it: persist (append and fdatasync), apply, and a checkpoint every 200 ms.
+fn write_path(dir: &std::path::Path) {
+    use raftchat::chat::cmd::Register;
+    println!("a node's write path, 100-byte messages among 64 users, checkpoint every 200 ms:");
+    println!(
+        "{:>8} {:>12} {:>12} {:>14} {:>12}",
+        "batch", "persist µs", "apply µs", "checkpoint µs", "entries/s"
+    );
+    let node = dir.join("write-path");
+    let (mut s, _) = NodeStorage::open(&node, 64 << 20).unwrap();
+    let mut index = 0;
+    let users: Vec<Entry> = (0..64)
+        .map(|u| {
+            index += 1;
+            raftchat::bench::fixture::command_entry(
+                index,
+                chat::Command::Register(Register {
+                    user: format!("user{u}"),
+                    password_hash: "fixture".into(),
+                    token: format!("t-user{u}"),
+                }),
+            )
+        })
+        .collect();
+    s.persist(None, &users, None).unwrap();
+    s.apply(&users).unwrap();
+    s.checkpoint().unwrap();
+    let text = "x".repeat(100);
+    for batch in [1u64, 10, 50] {
+        let (mut persist, mut apply, mut checkpoint) = (0.0, 0.0, 0.0);
+        let (started, mut last_checkpoint, mut done) = (Instant::now(), Instant::now(), 0u64);
+        while started.elapsed() < Duration::from_secs(3) && done < 200_000 {
+            let entries: Vec<Entry> = (0..batch)
+                .map(|_| {
+                    index += 1;
+                    let (from, to) = (index % 64, (index + 1) % 64);
+                    raftchat::bench::fixture::command_entry(
+                        index,
+                        chat::Command::Send(Send {
+                            user: format!("user{from}"),
+                            token: format!("t-user{from}"),
+                            to: format!("user{to}"),
+                            text: text.clone(),
+                        }),
+                    )
+                })
+                .collect();
+            let t = Instant::now();
+            s.persist(None, &entries, None).unwrap();
+            persist += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            s.apply(&entries).unwrap();
+            apply += t.elapsed().as_secs_f64();
+            if last_checkpoint.elapsed() >= Duration::from_millis(200) {
+                let t = Instant::now();
+                s.checkpoint().unwrap();
+                checkpoint += t.elapsed().as_secs_f64();
+                last_checkpoint = Instant::now();
+            }
+            done += batch;
+        }
+        let per = |secs: f64| secs * 1e6 / done as f64;
+        println!(
+            "{batch:>8} {:>12.1} {:>12.1} {:>14.1} {:>12.0}",
+            per(persist),
+            per(apply),
+            per(checkpoint),
+            done as f64 / started.elapsed().as_secs_f64()
         );
     }
 }
@@ -195,5 +270,6 @@ fn main() {
     let dir = tempfile::tempdir_in(base).unwrap();
     raw_fdatasync(dir.path());
     group_commit(dir.path());
+    write_path(dir.path());
     restart(dir.path(), messages);
 }
