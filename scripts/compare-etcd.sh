@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# compare-etcd.sh: etcd and raftchat under the same load on this machine, one right after
-# the other, side by side: writes of 100-byte values by 1, 16, 64 and 256 clients (each a
-# sequential loop on its own connection), on 3 and 5 members; then failover (one writer,
-# 100 ms per attempt, the leader SIGKILLed), five times each.
+# compare-etcd.sh: etcd and raftchat under the same load on this machine, side by side:
+# writes of 100-byte values by 1, 16, 64 and 256 clients (each a sequential loop on its own
+# connection), on 3 and 5 members; then failover (one writer, 100 ms per attempt, the
+# leader SIGKILLed), five times each.
+#
+# The machine is shared, and its background load drifts within minutes. So each level is
+# measured twice, etcd then raftchat, then raftchat then etcd, and the two are averaged:
+# a drift between the runs weighs on both sides alike. Besides requests per second, it
+# reports the members' CPU time per request (utime and stime of every member, over the
+# requests they served), which background load disturbs far less than throughput.
 #
 # Measuring only: nothing in raftchat's build or tests needs etcd. Set-up, once:
 #   apt-get install -y etcd-server etcd-client protobuf-compiler
@@ -29,15 +35,44 @@ ln -sf "$CARGO_TARGET_DIR_ETCD/release/etcd-bench" "$WORK/tools/etcd-bench/targe
 (cd "$ROOT" && cargo build --release --quiet)
 RC="$ROOT/target/release/raftchat"
 
-declare -A ETCD_OPS ETCD_P50 ETCD_P99 RC_OPS RC_P50 RC_P99
+# One etcd level: "ops_s p50 p99 member_cpu_us_per_op".
+etcd_level() {
+  local out
+  out="$("$WORK/tools/etcd-anchor.sh" --nodes "$1" put -c "$2" -d "$SECS")"
+  local result cpu
+  result="$(grep '^RESULT' <<<"$out")"
+  cpu="$(grep '^CPU' <<<"$out")"
+  awk -v r="$result" -v c="$cpu" 'BEGIN {
+    n = split(r, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+    sub(/.*member cpu-s:/, "", c); sub(/;.*/, "", c)
+    m = split(c, g, " "); s = 0; for (i = 1; i <= m; i++) { split(g[i], kv, "="); s += kv[2] }
+    printf "%s %s %s %.0f\n", v["ops_s"], v["p50_ms"], v["p99_ms"], v["ok"] ? s * 1e6 / v["ok"] : 0 }'
+}
+
+# One raftchat level, on a cluster of its own: "ops_s p50 p99 node_cpu_us_per_op".
+raftchat_level() {
+  "$RC" bench --nodes "$1" --clients "$2" --duration "${SECS}s" --only writes \
+    --out "$WORK/raftchat" > "$WORK/level.txt"
+  awk -v c="$2" '$1 == c && $2 ~ /^[0-9.]+$/ {
+    m = split($8, g, "/"); s = 0; for (i = 1; i <= m; i++) s += g[i]
+    printf "%s %s %s %.0f\n", $2, $3, $4, s; exit }' "$WORK/level.txt"
+}
+
+mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
+
+declare -A E R
 for n in 3 5; do
   for c in 1 16 64 256; do
-    line="$("$WORK/tools/etcd-anchor.sh" --nodes "$n" put -c "$c" -d "$SECS" | grep '^RESULT')"
-    ETCD_OPS[$n,$c]="$(sed -E 's/.* ops_s=([0-9.]+).*/\1/' <<<"$line")"
-    ETCD_P50[$n,$c]="$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")"
-    ETCD_P99[$n,$c]="$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")"
+    read -r e1 ep50a ep99a ecpu1 < <(etcd_level "$n" "$c")
+    read -r r1 rp50a rp99a rcpu1 < <(raftchat_level "$n" "$c")
+    read -r r2 rp50b rp99b rcpu2 < <(raftchat_level "$n" "$c")
+    read -r e2 ep50b ep99b ecpu2 < <(etcd_level "$n" "$c")
+    E[$n,$c]="$(mean "$e1" "$e2") $(mean "$ep50a" "$ep50b") $(mean "$ep99a" "$ep99b") $(mean "$ecpu1" "$ecpu2")"
+    R[$n,$c]="$(mean "$r1" "$r2") $(mean "$rp50a" "$rp50b") $(mean "$rp99a" "$rp99b") $(mean "$rcpu1" "$rcpu2")"
+    echo "# $n members, $c clients: etcd $e1 then $e2 writes/s, raftchat $r1 then $r2" >&2
   done
 done
+
 ETCD_GAPS=()
 for n in 3 5; do
   for i in 1 2 3 4 5; do
@@ -45,29 +80,27 @@ for n in 3 5; do
     ETCD_GAPS+=("$n:$(sed -E 's/.* max_gap_ms=([0-9.]+).*/\1/' <<<"$line")")
   done
 done
-
-"$RC" bench --nodes 3,5 --clients 1,16,64,256 --duration "${SECS}s" --only writes,failover \
-  --out "$WORK/raftchat" > "$WORK/raftchat.txt"
-# The table rows: "  clients per-sec p50 p99 ..." under "N nodes, writes:".
-while read -r n c ops p50 p99; do
-  RC_OPS[$n,$c]="$ops"; RC_P50[$n,$c]="$p50"; RC_P99[$n,$c]="$p99"
-done < <(awk '/ nodes, writes:/{n=$1; w=1; next} / nodes, /{w=0} w && $1 ~ /^[0-9]+$/ {print n, $1, $2, $3, $4}' "$WORK/raftchat.txt")
+"$RC" bench --nodes 3,5 --only failover --out "$WORK/raftchat" > "$WORK/failover.txt"
 
 echo
-echo "writes/s of 100-byte values, each client one request at a time (same machine, same run)"
-printf '%-6s %-8s %14s %14s %8s %22s %22s\n' nodes clients etcd raftchat ratio "etcd p50/p99 ms" "raftchat p50/p99 ms"
+echo "writes/s of 100-byte values, each client one request at a time (same machine, each level"
+echo "run twice in the order etcd, raftchat, raftchat, etcd, and averaged); CPU: the members' CPU"
+echo "time per request, all members together"
+printf '%-6s %-8s %10s %10s %7s %18s %18s %12s %12s %7s\n' nodes clients etcd raftchat ratio \
+  "etcd p50/p99 ms" "raftchat p50/p99" "etcd cpu µs" "raftchat cpu" "e/r"
 for n in 3 5; do
   for c in 1 16 64 256; do
-    e="${ETCD_OPS[$n,$c]}"; r="${RC_OPS[$n,$c]:-0}"
-    ratio="$(awk -v r="$r" -v e="$e" 'BEGIN{printf "%.2f", e ? r/e : 0}')"
-    printf '%-6s %-8s %14s %14s %7sx %22s %22s\n' "$n" "$c" "$e" "$r" "$ratio" \
-      "${ETCD_P50[$n,$c]}/${ETCD_P99[$n,$c]}" "${RC_P50[$n,$c]:-?}/${RC_P99[$n,$c]:-?}"
+    read -r eo ep50 ep99 ecpu <<<"${E[$n,$c]}"
+    read -r ro rp50 rp99 rcpu <<<"${R[$n,$c]}"
+    awk -v n="$n" -v c="$c" -v eo="$eo" -v ro="$ro" -v ep50="$ep50" -v ep99="$ep99" \
+      -v rp50="$rp50" -v rp99="$rp99" -v ecpu="$ecpu" -v rcpu="$rcpu" 'BEGIN {
+      printf "%-6s %-8s %10.0f %10.0f %6.2fx %18s %18s %12.0f %12.0f %6.2fx\n", n, c, eo, ro,
+        eo ? ro / eo : 0, sprintf("%.2f/%.2f", ep50, ep99), sprintf("%.2f/%.2f", rp50, rp99),
+        ecpu, rcpu, rcpu ? ecpu / rcpu : 0 }'
   done
 done
 echo
 echo "failover: longest gap between acknowledged writes (ms), leader SIGKILLed"
 echo "etcd:     ${ETCD_GAPS[*]}"
-echo "raftchat: $(grep -E '^  run [0-9]+:' "$WORK/raftchat.txt" | sed -E 's/.*writes ([0-9]+) ms/\1/' | paste -sd' ')"
-echo "          (3 nodes first, then 5; raftchat's full output: below)"
-echo
-cat "$WORK/raftchat.txt"
+echo "raftchat: $(grep -E '^  run [0-9]+:' "$WORK/failover.txt" | sed -E 's/.*writes ([0-9]+) ms/\1/' | paste -sd' ')"
+echo "          (3 nodes first, then 5)"
