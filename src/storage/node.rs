@@ -357,6 +357,33 @@ mod tests {
     }
 
     #[test]
+    fn what_is_applied_is_read_at_once_and_durable_only_at_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = history(10);
+        let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        s.persist(None, &log, None).unwrap();
+        s.apply(&log[..6]).unwrap();
+        s.checkpoint().unwrap();
+        s.apply(&log[6..]).unwrap();
+        // A query sees the applied state, checkpointed or not.
+        let bobs = |s: &NodeStorage| {
+            s.state()
+                .query(|st| query::messages_for(st, "bob", 0, 100))
+                .unwrap()
+                .len()
+        };
+        assert_eq!(bobs(&s), 10);
+        assert_eq!((s.state().applied(), s.state().durable()), (12, 6));
+        // A crash loses what followed the checkpoint; the log brings it back.
+        drop(s);
+        let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.applied, 6);
+        assert_eq!(bobs(&s), 4);
+        s.apply(&rec.entries).unwrap();
+        assert_eq!(bobs(&s), 10);
+    }
+
+    #[test]
     fn a_snapshot_compacts_the_log_and_a_restart_starts_from_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = history(40);

@@ -102,27 +102,20 @@ impl StateDb {
             self.open = Some(txn);
         }
         let txn = self.open.as_ref().expect("a transaction was just opened");
-        let mut results = Vec::with_capacity(fresh.len());
-        let mut store = WriteStore::new(txn);
-        for entry in fresh {
-            let outcome = match &entry.payload {
-                Payload::Command(data) => Some(
-                    chat::apply(&mut store, entry.index, data)
-                        .map_err(|e| db_err(&self.path, e))?,
-                ),
-                Payload::Noop | Payload::Membership(_) => None,
-            };
-            results.push(Applied {
-                index: entry.index,
-                outcome,
-            });
+        let result = apply_in(txn, &fresh, last).map_err(|e| db_err(&self.path, e));
+        match result {
+            Ok(results) => {
+                self.applied = last;
+                Ok(results)
+            }
+            Err(e) => {
+                // Half a batch must never reach a checkpoint: everything since the last
+                // one is dropped, and the log still holds it.
+                self.open = None;
+                self.applied = self.durable;
+                Err(e)
+            }
         }
-        drop(store);
-        let mut meta = txn.open_table(META).map_err(|e| db_err(&self.path, e))?;
-        meta.insert(APPLIED, last)
-            .map_err(|e| db_err(&self.path, e))?;
-        self.applied = last;
-        Ok(results)
     }
 
     /// Makes everything applied so far durable: one commit, one fsync.
@@ -191,6 +184,32 @@ impl StateDb {
         super::fsutil::sync_dir(path.parent().expect("a file has a directory"))?;
         StateDb::open(path)
     }
+}
+
+/// Applies `entries` (the last of them at `last`) inside `txn`.
+fn apply_in(
+    txn: &WriteTransaction,
+    entries: &[&Entry],
+    last: LogIndex,
+) -> std::result::Result<Vec<Applied>, String> {
+    let mut results = Vec::with_capacity(entries.len());
+    let mut store = WriteStore::new(txn);
+    for entry in entries {
+        let outcome = match &entry.payload {
+            Payload::Command(data) => {
+                Some(chat::apply(&mut store, entry.index, data).map_err(|e| e.to_string())?)
+            }
+            Payload::Noop | Payload::Membership(_) => None,
+        };
+        results.push(Applied {
+            index: entry.index,
+            outcome,
+        });
+    }
+    drop(store);
+    let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+    meta.insert(APPLIED, last).map_err(|e| e.to_string())?;
+    Ok(results)
 }
 
 fn read_applied(txn: &ReadTransaction) -> std::result::Result<LogIndex, redb::Error> {
