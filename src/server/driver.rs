@@ -238,6 +238,8 @@ impl Driver {
                 let result = self
                     .snapshot_now()
                     .map_err(|e| ServeError::Internal(format!("compaction failed: {e}")));
+                // Before the answer: whoever asks for the status next must see the snapshot.
+                self.publish_status();
                 let _ = reply.send(result);
             }
             Input::SnapshotSent { peer, ok } => self.node.report_snapshot(&peer, ok),
