@@ -102,8 +102,8 @@ pub fn run(args: NodeArgs) -> Result<(), Failure> {
     // Every line this process logs names the node, whichever thread writes it.
     let span = tracing::info_span!("node", id = %cfg.id);
     let thread_span = span.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the whole node: see `server::driver` for why.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_start(move || std::mem::forget(thread_span.clone().entered()))
         .build()

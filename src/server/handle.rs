@@ -1,17 +1,22 @@
 //! How the gRPC services reach the driver: inputs sent over a channel, answers over
 //! one-shot channels, and the node's status shared for reading.
 
-use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
 
 use super::error::ServeError;
 use crate::chat::{self, Outcome, Store, StoreError};
 use crate::raft::{ConfChange, LogIndex, Membership, Message, NodeId, RoleKind, Term};
+
+/// The way into the driver. Unbounded, so that a sender never waits: the services, the
+/// peer links and the snapshot threads all hand over and go on, and the driver takes
+/// whatever has gathered in one turn.
+pub type InputSender = mpsc::UnboundedSender<Input>;
+pub type InputReceiver = mpsc::UnboundedReceiver<Input>;
 
 /// A read to run against the state once it is linearizable to do so.
 pub type Query = Box<dyn FnOnce(Result<&dyn Store, ServeError>) + Send>;
@@ -91,7 +96,7 @@ pub struct NodeHandle {
     pub faults: Arc<super::faults::Faults>,
     /// Bytes received so far of a snapshot still streaming in (0 when none is).
     pub receiving: Arc<std::sync::atomic::AtomicU64>,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputSender,
     status: Arc<RwLock<NodeStatus>>,
     messages: broadcast::Sender<chat::Message>,
     timeout: Duration,
@@ -104,7 +109,7 @@ fn stopped() -> Status {
 impl NodeHandle {
     pub fn new(
         faults: Arc<super::faults::Faults>,
-        inputs: mpsc::Sender<Input>,
+        inputs: InputSender,
         status: Arc<RwLock<NodeStatus>>,
         messages: broadcast::Sender<chat::Message>,
         timeout: Duration,

@@ -1,8 +1,8 @@
 //! A running node: one gRPC port serving the chat, peer and admin services (plus the
-//! standard health and reflection services), a driver thread that owns the Raft core and
-//! the storage, and one task per peer link.
+//! standard health and reflection services), a driver task that owns the Raft core and
+//! the storage, and one task per peer link, all on one thread (see `driver` for why).
 //!
-//! Ownership: `run` owns the driver thread and the server; the services hold a
+//! Ownership: `run` owns the driver task and the server; the services hold a
 //! [`NodeHandle`] (a channel into the driver and the shared status). Shutdown (SIGTERM or
 //! Ctrl-C) stops accepting requests, gives open ones a short grace period, then stops the
 //! driver, which makes the applied state durable before it exits.
@@ -22,11 +22,11 @@ mod transport;
 pub mod wire;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::transport::Server;
 use tracing::{info, warn};
 
@@ -129,7 +129,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
 
-    let (inputs_tx, inputs_rx) = mpsc::channel();
+    let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
     let st = node.status();
     let status = Arc::new(RwLock::new(NodeStatus {
         id: st.id,
@@ -177,17 +177,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             no_quorum_after: Duration::from_millis(2 * cfg.election_ms.1),
         },
     );
-    let (driver_done_tx, driver_done) = oneshot::channel();
-    let span = tracing::Span::current();
-    let driver_thread = std::thread::Builder::new()
-        .name("raft-driver".into())
-        .spawn(move || {
-            let _entered = span.entered();
-            let result = driver.run();
-            let _ = driver_done_tx.send(());
-            result
-        })
-        .map_err(|e| format!("cannot start the driver thread: {e}"))?;
+    let mut driver = tokio::spawn(driver.run());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -234,29 +224,31 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         tokio::spawn(join(cfg.clone(), seed, handle.clone()));
     }
     tokio::pin!(server);
-    let mut driver_done = driver_done;
-    let outcome = tokio::select! {
-        r = &mut server => r.map_err(|e| format!("the server failed: {e}")),
-        _ = &mut driver_done => Err(String::new()),
+    let (outcome, driver_result) = tokio::select! {
+        r = &mut server => (r.map_err(|e| format!("the server failed: {e}")), None),
+        r = &mut driver => (Ok(()), Some(r)),
         _ = shutdown_signal() => {
             info!("shutting down");
             let _ = stop_tx.send(());
             // Open streams (a subscriber) would hold the server forever: grant a grace
             // period, then go on regardless.
             let _ = tokio::time::timeout(Duration::from_secs(1), &mut server).await;
-            Ok(())
+            (Ok(()), None)
         }
     };
-    handle.send(handle::Input::Shutdown);
-    let driver_result = tokio::task::spawn_blocking(move || driver_thread.join())
-        .await
-        .map_err(|e| e.to_string())?;
+    let driver_result = match driver_result {
+        Some(r) => r,
+        None => {
+            handle.send(handle::Input::Shutdown);
+            driver.await
+        }
+    };
     match driver_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("stopped: storage failed: {e}")),
         Err(_) => return Err("stopped: the driver panicked".into()),
     }
-    outcome.or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
+    outcome
 }
 
 async fn shutdown_signal() {

@@ -70,9 +70,7 @@ impl Raft for PeerService {
                 // goes to the core, which acknowledges it.
                 if meta.index > self.node.status().commit {
                     let dir = self.snapshots.clone();
-                    let w =
-                        tokio::task::block_in_place(|| SnapshotWriter::create_incoming(&dir, meta))
-                            .map_err(|e| Status::internal(e.to_string()))?;
+                    let w = off_thread(move || SnapshotWriter::create_incoming(&dir, meta)).await?;
                     writer = Some(w);
                 }
             }
@@ -84,9 +82,15 @@ impl Raft for PeerService {
             }
             received += chunk.data.len() as u64;
             self.node.receiving.store(received, Ordering::Relaxed);
-            if let Some(w) = writer.as_mut() {
-                tokio::task::block_in_place(|| w.write(&chunk.data))
-                    .map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(mut w) = writer.take() {
+                let data = chunk.data;
+                writer = Some(
+                    off_thread(move || {
+                        w.write(&data)?;
+                        Ok(w)
+                    })
+                    .await?,
+                );
             }
             if chunk.done {
                 let msg = chunk.message.ok_or_else(|| {
@@ -103,8 +107,7 @@ impl Raft for PeerService {
                                 "message: its snapshot is not the one streamed",
                             ));
                         }
-                        let staged = tokio::task::block_in_place(|| w.finish())
-                            .map_err(|e| Status::internal(e.to_string()))?;
+                        let staged = off_thread(move || w.finish()).await?;
                         self.node.send(Input::Snapshot { msg, staged });
                     }
                     None => {
@@ -124,6 +127,17 @@ impl Raft for PeerService {
             "the snapshot stream ended before its last chunk",
         ))
     }
+}
+
+/// Runs file work off the node's one thread: a snapshot's chunks and its final fsync can
+/// take long enough to hold up heartbeats.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 /// Shows a transfer's progress in the node's status while it runs, and clears it however

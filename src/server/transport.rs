@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -17,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
-use super::handle::Input;
+use super::handle::{Input, InputSender};
 use super::wire;
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_client::RaftClient;
@@ -46,7 +45,7 @@ pub struct Transport {
     runtime: Handle,
     links: HashMap<NodeId, Link>,
     snapshots: PathBuf,
-    driver: std_mpsc::Sender<Input>,
+    driver: InputSender,
 }
 
 impl Transport {
@@ -56,7 +55,7 @@ impl Transport {
         address: String,
         runtime: Handle,
         snapshots: PathBuf,
-        driver: std_mpsc::Sender<Input>,
+        driver: InputSender,
     ) -> Transport {
         Transport {
             id,
@@ -142,7 +141,7 @@ struct PeerTask {
     address: String,
     own_address: String,
     snapshots: PathBuf,
-    driver: std_mpsc::Sender<Input>,
+    driver: InputSender,
 }
 
 impl PeerTask {
@@ -225,7 +224,7 @@ struct SnapshotSend {
     client: RaftClient<tonic::transport::Channel>,
     peer: NodeId,
     snapshots: PathBuf,
-    driver: std_mpsc::Sender<Input>,
+    driver: InputSender,
 }
 
 impl SnapshotSend {

@@ -26,6 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::codec::{self, RECORD_HEADER, RecordError};
 use super::error::{IoContext, Result, StorageError};
@@ -96,7 +97,8 @@ pub struct LogStore {
     segment_bytes: u64,
     /// Never empty once open; the last one is the tail being appended to.
     segments: Vec<Segment>,
-    tail: File,
+    /// Shared with a [`PendingSync`] that waits on it elsewhere.
+    tail: Arc<File>,
     /// The tail file's size: its records, then preallocated zeros.
     allocated: u64,
     /// Records appended to the tail and not yet written.
@@ -297,7 +299,7 @@ impl LogStore {
                 dir: dir.to_path_buf(),
                 segment_bytes,
                 segments,
-                tail,
+                tail: Arc::new(tail),
                 allocated,
                 buf: Vec::new(),
                 unsynced: Vec::new(),
@@ -311,7 +313,7 @@ impl LogStore {
                 segment_bytes,
                 allocated: segment.end,
                 segments: vec![segment],
-                tail,
+                tail: Arc::new(tail),
                 buf: Vec::new(),
                 unsynced: Vec::new(),
                 dir_dirty: false,
@@ -385,7 +387,7 @@ impl LogStore {
             f.sync_data().at(&self.dir)?;
         }
         let (segment, tail) = new_segment(&self.dir, first)?;
-        self.tail = tail;
+        self.tail = Arc::new(tail);
         self.allocated = segment.end;
         self.segments.push(segment);
         self.dir_dirty = true;
@@ -409,17 +411,22 @@ impl LogStore {
     /// Makes everything appended so far durable: one write and one fdatasync per segment
     /// touched, plus the directory if a segment was created.
     pub fn sync(&mut self) -> Result<()> {
+        self.begin_sync()?.run()
+    }
+
+    /// Writes what was appended and returns the waiting part of a sync, to run on a thread
+    /// that may block: only once it has run is anything appended so far durable.
+    pub fn begin_sync(&mut self) -> Result<PendingSync> {
         self.write_buffer()?;
-        for f in self.unsynced.drain(..) {
-            f.sync_data().at(&self.dir)?;
-        }
-        let path = &self.segments.last().expect("never empty").path;
-        self.tail.sync_data().at(path)?;
-        if self.dir_dirty {
-            sync_dir(&self.dir)?;
-            self.dir_dirty = false;
-        }
-        Ok(())
+        let mut files: Vec<(Arc<File>, PathBuf)> = self
+            .unsynced
+            .drain(..)
+            .map(|f| (Arc::new(f), self.dir.clone()))
+            .collect();
+        let path = self.segments.last().expect("never empty").path.clone();
+        files.push((self.tail.clone(), path));
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(PendingSync { files, dir })
     }
 
     /// Removes the entries from `index` on, durably. Later segments are removed before the
@@ -443,7 +450,7 @@ impl LogStore {
             .at(&seg.path)?;
         f.set_len(cut).at(&seg.path)?;
         f.sync_data().at(&seg.path)?;
-        self.tail = f;
+        self.tail = Arc::new(f);
         self.allocated = cut;
         Ok(())
     }
@@ -462,7 +469,7 @@ impl LogStore {
         sync_dir(&self.dir)?;
         self.allocated = segment.end;
         self.segments.push(segment);
-        self.tail = tail;
+        self.tail = Arc::new(tail);
         Ok(())
     }
 
@@ -509,6 +516,26 @@ fn new_segment(dir: &Path, first: LogIndex) -> Result<(Segment, File)> {
         end: MAGIC.len() as u64,
     };
     Ok((segment, f))
+}
+
+/// The fdatasyncs of one [`LogStore::sync`], detached from the log.
+#[must_use = "nothing is durable until the sync has run"]
+pub struct PendingSync {
+    files: Vec<(Arc<File>, PathBuf)>,
+    /// The log's directory, when a segment was created since the last sync.
+    dir: Option<PathBuf>,
+}
+
+impl PendingSync {
+    pub fn run(self) -> Result<()> {
+        for (f, path) in &self.files {
+            f.sync_data().at(path)?;
+        }
+        if let Some(dir) = &self.dir {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// Grows the tail file from `allocated` to hold at least `needed` bytes, a chunk ahead;

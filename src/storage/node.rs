@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Result, StorageError};
 use super::hardstate;
-use super::log::{LogStore, TornTail};
+use super::log::{LogStore, PendingSync, TornTail};
 use super::snapshot::{self, SealedSnapshot, SnapshotReader, SnapshotWriter};
 use super::state::{Applied, Export, StateDb};
 use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
@@ -158,6 +158,13 @@ impl NodeStorage {
             hardstate::save(&self.layout.dir, hs)?;
         }
         Ok(())
+    }
+
+    /// Step 1 in its common case, entries only, split in two: this appends and writes
+    /// them; the returned sync, run on any thread, makes them durable.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<PendingSync> {
+        self.log.append(entries)?;
+        self.log.begin_sync()
     }
 
     fn install_snapshot(&mut self, meta: &SnapshotMeta, staged: &Path) -> Result<()> {
