@@ -58,7 +58,7 @@ impl BenchOptions {
             binary: self.binary.clone(),
             election_timeout_ms: self.election_timeout_ms,
             heartbeat_ms: self.heartbeat_ms,
-            snapshot_every: 10_000,
+            snapshot_every: crate::server::DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }

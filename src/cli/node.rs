@@ -32,7 +32,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MS", default_value_t = 50)]
     heartbeat_ms: u64,
     /// Entries applied between automatic snapshots.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
     /// How long a request waits for a quorum before it fails as unavailable, in ms.
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
