@@ -46,6 +46,8 @@ const READ_EXPIRY: Duration = Duration::from_secs(10);
 /// this one serves the network. Below it (one client, or a follower of one), the hand-off
 /// to that thread and back would cost more than it frees: measured at 1, 64 and 256 clients.
 const SYNC_ASIDE_FROM: usize = 4;
+/// Committed entries applied at a time while an fsync runs aside.
+const APPLY_CHUNK: usize = 8;
 /// The most inputs taken in one turn, so ticks and Readies are never starved.
 const MAX_BATCH: usize = 4096;
 
@@ -357,17 +359,26 @@ impl Driver {
                 Some(self.staged.swap_remove(at).1)
             }
         };
+        let mut committed = committed_entries.as_slice();
         if snapshot.is_none() && hard_state.is_none() && entries.len() >= SYNC_ASIDE_FROM {
             // Many entries: several clients are waiting, and their next requests with them.
-            // The fsync waits on a thread of its own while this one reads them.
+            // The fsync waits on a thread of its own while this one works.
             let sync = self.storage.append(&entries)?;
             let log = self.storage.layout().log();
-            tokio::task::spawn_blocking(move || sync.run())
-                .await
-                .map_err(|e| StorageError::Io {
-                    path: log,
-                    source: std::io::Error::other(e.to_string()),
-                })??;
+            let sync = tokio::task::spawn_blocking(move || sync.run());
+            // Meanwhile, apply what is already committed, which a majority holds durably:
+            // the state becomes durable only at a checkpoint, after this fsync. A few
+            // entries at a time, so that once the fsync is done its acknowledgements wait
+            // for no more than a few.
+            while !committed.is_empty() && !sync.is_finished() {
+                let (now, later) = committed.split_at(committed.len().min(APPLY_CHUNK));
+                self.apply(now)?;
+                committed = later;
+            }
+            sync.await.map_err(|e| StorageError::Io {
+                path: log,
+                source: std::io::Error::other(e.to_string()),
+            })??;
         } else {
             self.storage.persist(
                 snapshot.as_ref().zip(staged.as_deref()),
@@ -384,12 +395,12 @@ impl Driver {
         for m in persisted_messages {
             self.transport.send(m);
         }
-        if promised && !committed_entries.is_empty() {
+        if promised && !committed.is_empty() {
             tokio::task::yield_now().await;
         }
-        // 3. Apply.
-        if !committed_entries.is_empty() {
-            self.apply(&committed_entries)?;
+        // 3. Apply (what is left of it).
+        if !committed.is_empty() {
+            self.apply(committed)?;
         }
         // 4. Reads.
         for r in reads {
