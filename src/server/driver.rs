@@ -38,6 +38,34 @@ use crate::storage::node::NodeStorage;
 use crate::storage::snapshot::SealedSnapshot;
 use crate::storage::{Result as StorageResult, StorageError};
 
+/// Storage work that waits on the disk, running on a blocking thread so that the node's
+/// thread goes on serving the network.
+struct Aside<T> {
+    /// What the work is about, for the error if it panics.
+    path: PathBuf,
+    handle: tokio::task::JoinHandle<StorageResult<T>>,
+}
+
+impl<T: Send + 'static> Aside<T> {
+    fn start(path: PathBuf, work: impl FnOnce() -> StorageResult<T> + Send + 'static) -> Self {
+        Aside {
+            path,
+            handle: tokio::task::spawn_blocking(work),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    async fn wait(self) -> StorageResult<T> {
+        self.handle.await.map_err(|e| StorageError::Io {
+            path: self.path,
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+}
+
 /// How often the driver makes applied state durable, at most.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// A read whose ReadIndex never came back (a lost message) is failed after this long.
@@ -184,7 +212,7 @@ impl Driver {
                 self.expire_reads();
             }
             self.process_ready().await?;
-            self.maybe_checkpoint(false)?;
+            self.maybe_checkpoint(false).await?;
             self.maybe_snapshot()?;
             self.publish_status();
         }
@@ -192,7 +220,7 @@ impl Driver {
 
     async fn shutdown(mut self) -> StorageResult<()> {
         self.process_ready().await?;
-        self.maybe_checkpoint(true)?;
+        self.maybe_checkpoint(true).await?;
         info!(term = self.node.term(), "stopped cleanly");
         Ok(())
     }
@@ -364,8 +392,7 @@ impl Driver {
             // Many entries: several clients are waiting, and their next requests with them.
             // The fsync waits on a thread of its own while this one works.
             let sync = self.storage.append(&entries)?;
-            let log = self.storage.layout().log();
-            let sync = tokio::task::spawn_blocking(move || sync.run());
+            let sync = Aside::start(self.storage.layout().log(), move || sync.run());
             // Meanwhile, apply what is already committed, which a majority holds durably:
             // the state becomes durable only at a checkpoint, after this fsync. A few
             // entries at a time, so that once the fsync is done its acknowledgements wait
@@ -375,10 +402,7 @@ impl Driver {
                 self.apply(now)?;
                 committed = later;
             }
-            sync.await.map_err(|e| StorageError::Io {
-                path: log,
-                source: std::io::Error::other(e.to_string()),
-            })??;
+            sync.wait().await?;
         } else {
             self.storage.persist(
                 snapshot.as_ref().zip(staged.as_deref()),
@@ -557,9 +581,15 @@ impl Driver {
         self.leader = leader;
     }
 
-    fn maybe_checkpoint(&mut self, force: bool) -> StorageResult<()> {
+    /// The commit waits on a blocking thread, so that the node's thread serves the network
+    /// meanwhile: a checkpoint under load writes megabytes.
+    async fn maybe_checkpoint(&mut self, force: bool) -> StorageResult<()> {
         if force || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.storage.checkpoint()?;
+            if let Some(pending) = self.storage.begin_checkpoint() {
+                let path = self.storage.layout().state();
+                let durable = Aside::start(path, move || pending.run()).wait().await?;
+                self.storage.checkpointed(durable);
+            }
             self.last_checkpoint = Instant::now();
         }
         Ok(())

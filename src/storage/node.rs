@@ -17,7 +17,7 @@ use super::error::{Result, StorageError};
 use super::hardstate;
 use super::log::{LogStore, PendingSync, TornTail};
 use super::snapshot::{self, SealedSnapshot, SnapshotReader, SnapshotWriter};
-use super::state::{Applied, Export, StateDb};
+use super::state::{Applied, Export, PendingCheckpoint, StateDb};
 use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// Where each part of a node's data lives.
@@ -199,6 +199,16 @@ impl NodeStorage {
     /// Makes the applied state durable.
     pub fn checkpoint(&mut self) -> Result<()> {
         self.state.checkpoint()
+    }
+
+    /// [`NodeStorage::checkpoint`] in two: the commit, to run on any thread, and then
+    /// [`NodeStorage::checkpointed`] with what it returned.
+    pub fn begin_checkpoint(&mut self) -> Option<PendingCheckpoint> {
+        self.state.begin_checkpoint()
+    }
+
+    pub fn checkpointed(&mut self, index: LogIndex) {
+        self.state.checkpointed(index)
     }
 
     /// Takes a snapshot at the applied index (which `meta` must describe), then removes

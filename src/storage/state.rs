@@ -120,12 +120,28 @@ impl StateDb {
 
     /// Makes everything applied so far durable: one commit, one fsync.
     pub fn checkpoint(&mut self) -> Result<()> {
-        let Some(txn) = self.open.take() else {
-            return Ok(());
-        };
-        txn.commit().map_err(|e| db_err(&self.path, e))?;
-        self.durable = self.applied;
+        if let Some(pending) = self.begin_checkpoint() {
+            let durable = pending.run()?;
+            self.checkpointed(durable);
+        }
         Ok(())
+    }
+
+    /// The commit of a checkpoint, detached so that it can wait on the disk on another
+    /// thread (None: nothing was applied since the last). Nothing may be applied until it
+    /// has run and [`StateDb::checkpointed`] was told.
+    pub fn begin_checkpoint(&mut self) -> Option<PendingCheckpoint> {
+        let txn = self.open.take()?;
+        Some(PendingCheckpoint {
+            txn,
+            path: self.path.clone(),
+            applied: self.applied,
+        })
+    }
+
+    /// A checkpoint's commit ran: the state is durable up to `index`.
+    pub fn checkpointed(&mut self, index: LogIndex) {
+        self.durable = self.durable.max(index);
     }
 
     /// Runs a read-only query against a consistent view of the state.
@@ -183,6 +199,22 @@ impl StateDb {
         fs::rename(&tmp, path).at(path)?;
         super::fsutil::sync_dir(path.parent().expect("a file has a directory"))?;
         StateDb::open(path)
+    }
+}
+
+/// See [`StateDb::begin_checkpoint`].
+#[must_use = "nothing is durable until the checkpoint has run"]
+pub struct PendingCheckpoint {
+    txn: WriteTransaction,
+    path: PathBuf,
+    applied: LogIndex,
+}
+
+impl PendingCheckpoint {
+    /// Commits; returns the index the state is now durable up to.
+    pub fn run(self) -> Result<LogIndex> {
+        self.txn.commit().map_err(|e| db_err(&self.path, e))?;
+        Ok(self.applied)
     }
 }
 
