@@ -2,12 +2,13 @@
 //! each `Ready` asks, in the order the core prescribes.
 //!
 //! The whole node runs on one thread (a current-thread runtime): the gRPC services, the
-//! peer links and this task. The driver blocks that thread while it writes and fsyncs,
-//! which is what a dedicated thread would have done too, but a message now goes from a
-//! socket to the core and from the core to a socket without waking another thread, and on
-//! a virtual machine each such wake costs tens of microseconds. Before each fsync the
-//! driver yields once, so that the messages allowed out before it (a leader's appends) are
-//! written to their sockets first.
+//! peer links and this task. A message goes from a socket to the core and from the core
+//! to a socket without waking another thread; on a virtual machine each such wake costs
+//! tens of microseconds. The disk waits with much work queued behind them (the fsync of a
+//! large batch, a checkpoint's commit) run on a blocking thread while this one serves the
+//! network; a small batch's fsync is done in place, where the hand-off would cost more than
+//! it frees. Before an fsync the driver yields once, so that the messages allowed out
+//! before it (a leader's appends) are written to their sockets first.
 //!
 //! Each turn of its loop takes every input that is waiting (up to a bound), steps the core
 //! with all of them, then handles one Ready: one fsync covers all the entries and votes

@@ -16,6 +16,7 @@ mod driver;
 mod error;
 pub mod faults;
 pub mod handle;
+mod http_date;
 mod passwords;
 mod peer_service;
 mod transport;
@@ -197,6 +198,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = Server::builder()
         .tcp_nodelay(true)
+        .layer(tower::util::MapResponseLayer::new(
+            http_date::stamp::<tonic::body::Body>,
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::chat::chat_server::ChatServer::new(
