@@ -103,8 +103,6 @@ pub struct LogStore {
     allocated: u64,
     /// Records appended to the tail and not yet written.
     buf: Vec<u8>,
-    /// Earlier segments written since the last sync (rotated out, still to be synced).
-    unsynced: Vec<File>,
     dir_dirty: bool,
 }
 
@@ -302,7 +300,6 @@ impl LogStore {
                 tail: Arc::new(tail),
                 allocated,
                 buf: Vec::new(),
-                unsynced: Vec::new(),
                 dir_dirty: false,
             }
         } else {
@@ -315,7 +312,6 @@ impl LogStore {
                 segments: vec![segment],
                 tail: Arc::new(tail),
                 buf: Vec::new(),
-                unsynced: Vec::new(),
                 dir_dirty: false,
             }
         };
@@ -383,9 +379,6 @@ impl LogStore {
             self.tail.set_len(end).at(&path)?;
         }
         self.tail.sync_data().at(&path)?;
-        for f in self.unsynced.drain(..) {
-            f.sync_data().at(&self.dir)?;
-        }
         let (segment, tail) = new_segment(&self.dir, first)?;
         self.tail = Arc::new(tail);
         self.allocated = segment.end;
@@ -418,15 +411,11 @@ impl LogStore {
     /// that may block: only once it has run is anything appended so far durable.
     pub fn begin_sync(&mut self) -> Result<PendingSync> {
         self.write_buffer()?;
-        let mut files: Vec<(Arc<File>, PathBuf)> = self
-            .unsynced
-            .drain(..)
-            .map(|f| (Arc::new(f), self.dir.clone()))
-            .collect();
-        let path = self.segments.last().expect("never empty").path.clone();
-        files.push((self.tail.clone(), path));
-        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
-        Ok(PendingSync { files, dir })
+        Ok(PendingSync {
+            tail: self.tail.clone(),
+            path: self.segments.last().expect("never empty").path.clone(),
+            dir: std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone()),
+        })
     }
 
     /// Removes the entries from `index` on, durably. Later segments are removed before the
@@ -438,7 +427,6 @@ impl LogStore {
             fs::remove_file(&seg.path).at(&seg.path)?;
         }
         sync_dir(&self.dir)?;
-        self.unsynced.clear();
         let seg = self.segments.last_mut().expect("never empty");
         let keep = (index.max(seg.first) - seg.first) as usize;
         let cut = seg.offsets.get(keep).copied().unwrap_or(seg.end);
@@ -458,7 +446,6 @@ impl LogStore {
     /// Drops every entry: the log starts again at `next` (after installing a snapshot).
     pub fn reset(&mut self, next: LogIndex) -> Result<()> {
         self.buf.clear();
-        self.unsynced.clear();
         // Old segments go first (oldest first), durably, so that a crash at any point
         // leaves a gapless log: a suffix of the old one, or the new, empty one.
         for seg in std::mem::take(&mut self.segments) {
@@ -518,19 +505,19 @@ fn new_segment(dir: &Path, first: LogIndex) -> Result<(Segment, File)> {
     Ok((segment, f))
 }
 
-/// The fdatasyncs of one [`LogStore::sync`], detached from the log.
+/// The fdatasync of one [`LogStore::sync`], detached from the log. Only the tail needs
+/// one: a segment is synced when the next one starts.
 #[must_use = "nothing is durable until the sync has run"]
 pub struct PendingSync {
-    files: Vec<(Arc<File>, PathBuf)>,
+    tail: Arc<File>,
+    path: PathBuf,
     /// The log's directory, when a segment was created since the last sync.
     dir: Option<PathBuf>,
 }
 
 impl PendingSync {
     pub fn run(self) -> Result<()> {
-        for (f, path) in &self.files {
-            f.sync_data().at(path)?;
-        }
+        self.tail.sync_data().at(&self.path)?;
         if let Some(dir) = &self.dir {
             sync_dir(dir)?;
         }
