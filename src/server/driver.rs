@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
+use super::aside::Aside;
 use super::error::ServeError;
 use super::handle::{Input, InputReceiver, InputSender, NodeStatus, Query};
 use super::transport::Transport;
@@ -38,34 +39,6 @@ fn rand_u32() -> u32 {
 use crate::storage::node::NodeStorage;
 use crate::storage::snapshot::SealedSnapshot;
 use crate::storage::{Result as StorageResult, StorageError};
-
-/// Storage work that waits on the disk, running on a blocking thread so that the node's
-/// thread goes on serving the network.
-struct Aside<T> {
-    /// What the work is about, for the error if it panics.
-    path: PathBuf,
-    handle: tokio::task::JoinHandle<StorageResult<T>>,
-}
-
-impl<T: Send + 'static> Aside<T> {
-    fn start(path: PathBuf, work: impl FnOnce() -> StorageResult<T> + Send + 'static) -> Self {
-        Aside {
-            path,
-            handle: tokio::task::spawn_blocking(work),
-        }
-    }
-
-    fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-
-    async fn wait(self) -> StorageResult<T> {
-        self.handle.await.map_err(|e| StorageError::Io {
-            path: self.path,
-            source: std::io::Error::other(e.to_string()),
-        })?
-    }
-}
 
 /// How often the driver makes applied state durable, at most.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);

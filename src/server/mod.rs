@@ -11,6 +11,7 @@
 //! and the client library follows it (see `client`).
 
 mod admin_service;
+mod aside;
 mod chat_service;
 mod driver;
 mod error;

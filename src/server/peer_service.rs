@@ -1,13 +1,14 @@
 //! The peer (Raft) service: messages from other nodes, handed to the driver in order; and
 //! snapshots streamed in chunks, stored durably before the message that installs them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::aside::Aside;
 use super::handle::{Input, NodeHandle};
 use super::wire;
 use crate::proto::raft as pb;
@@ -70,7 +71,10 @@ impl Raft for PeerService {
                 // goes to the core, which acknowledges it.
                 if meta.index > self.node.status().commit {
                     let dir = self.snapshots.clone();
-                    let w = off_thread(move || SnapshotWriter::create_incoming(&dir, meta)).await?;
+                    let w = off_thread(&self.snapshots, move || {
+                        SnapshotWriter::create_incoming(&dir, meta)
+                    })
+                    .await?;
                     writer = Some(w);
                 }
             }
@@ -85,7 +89,7 @@ impl Raft for PeerService {
             if let Some(mut w) = writer.take() {
                 let data = chunk.data;
                 writer = Some(
-                    off_thread(move || {
+                    off_thread(&self.snapshots, move || {
                         w.write(&data)?;
                         Ok(w)
                     })
@@ -107,7 +111,7 @@ impl Raft for PeerService {
                                 "message: its snapshot is not the one streamed",
                             ));
                         }
-                        let staged = off_thread(move || w.finish()).await?;
+                        let staged = off_thread(&self.snapshots, move || w.finish()).await?;
                         self.node.send(Input::Snapshot { msg, staged });
                     }
                     None => {
@@ -132,11 +136,12 @@ impl Raft for PeerService {
 /// Runs file work off the node's one thread: a snapshot's chunks and its final fsync can
 /// take long enough to hold up heartbeats.
 async fn off_thread<T: Send + 'static>(
+    dir: &Path,
     work: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
+    Aside::start(dir.to_path_buf(), work)
+        .wait()
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(e.to_string()))
 }
 
