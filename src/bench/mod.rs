@@ -147,7 +147,7 @@ async fn size(opts: &BenchOptions, nodes: u32) -> Result<SizeReport, String> {
             let before = cpu_now(&cluster, &names);
             let mut r =
                 load::closed_loop(&endpoints, &sessions, op, clients, opts.duration, 2_000_000)
-                    .await;
+                    .await?;
             r.cpu = cpu_per_op(&before, &cpu_now(&cluster, &names), &leader, r.ok);
             print_level(&r);
             match op {
