@@ -795,6 +795,9 @@ fn a_learner_neither_votes_nor_counts_until_promoted() {
         let restored = Restored::default();
         Node::new(config("n4"), restored, None).unwrap()
     });
+    // The Appends sent before n4 existed were lost; the leader reaches it at its next tick.
+    c.stabilize();
+    c.get("n1").tick();
     c.stabilize();
     assert!(c.get("n4").membership().learners.contains_key("n4"));
     // A learner never campaigns, however long it waits.
