@@ -38,6 +38,7 @@ fn rand_u32() -> u32 {
 }
 use crate::storage::node::NodeStorage;
 use crate::storage::snapshot::SealedSnapshot;
+use crate::storage::state::Applied;
 use crate::storage::{Result as StorageResult, StorageError};
 
 /// How often the driver makes applied state durable, at most.
@@ -48,8 +49,6 @@ const READ_EXPIRY: Duration = Duration::from_secs(10);
 /// this one serves the network. Below it (one client, or a follower of one), the hand-off
 /// to that thread and back would cost more than it frees: measured at 1, 64 and 256 clients.
 const SYNC_ASIDE_FROM: usize = 4;
-/// Committed entries applied at a time while an fsync runs aside.
-const APPLY_CHUNK: usize = 8;
 /// The most inputs taken in one turn, so ticks and Readies are never starved.
 const MAX_BATCH: usize = 4096;
 
@@ -368,13 +367,15 @@ impl Driver {
             let sync = self.storage.append(&entries)?;
             let sync = Aside::start(self.storage.layout().log(), move || sync.run());
             // Meanwhile, apply what is already committed, which a majority holds durably:
-            // the state becomes durable only at a checkpoint, after this fsync. A few
-            // entries at a time, so that once the fsync is done its acknowledgements wait
-            // for no more than a few.
-            while !committed.is_empty() && !sync.is_finished() {
-                let (now, later) = committed.split_at(committed.len().min(APPLY_CHUNK));
-                self.apply(now)?;
-                committed = later;
+            // the state becomes durable only at a checkpoint, after this fsync. It stops
+            // as soon as the fsync is done, so that its acknowledgements wait for no more
+            // than the entry being applied.
+            if !committed.is_empty() {
+                let (used, applied) = self
+                    .storage
+                    .apply_while(committed, || !sync.is_finished())?;
+                self.deliver(&committed[..used], applied);
+                committed = &committed[used..];
             }
             sync.wait().await?;
         } else {
@@ -444,10 +445,19 @@ impl Driver {
 
     fn apply(&mut self, entries: &[Entry]) -> StorageResult<()> {
         let applied = self.storage.apply(entries)?;
-        let by_index: HashMap<LogIndex, Option<Outcome>> =
-            applied.into_iter().map(|a| (a.index, a.outcome)).collect();
+        self.deliver(entries, applied);
+        Ok(())
+    }
+
+    /// Hands the outcomes of applied `entries` to the clients waiting on them, and sent
+    /// messages to subscribers. `applied` is in log order, and lacks entries that were
+    /// applied before (a replay).
+    fn deliver(&mut self, entries: &[Entry], applied: Vec<Applied>) {
+        let mut applied = applied.into_iter().peekable();
         for entry in entries {
-            let outcome = by_index.get(&entry.index).cloned().flatten();
+            let outcome = applied
+                .next_if(|a| a.index == entry.index)
+                .and_then(|a| a.outcome);
             if let Some(Ok(Reply::Sent { id, time_ms })) = &outcome {
                 self.publish_message(entry, *id, *time_ms);
             }
@@ -463,7 +473,6 @@ impl Driver {
             };
             let _ = waiter.send(result);
         }
-        Ok(())
     }
 
     /// Tells subscribers about a message that was just applied.
@@ -471,6 +480,9 @@ impl Driver {
         let Payload::Command(data) = &entry.payload else {
             return;
         };
+        if self.messages.receiver_count() == 0 {
+            return; // nobody listens: spare decoding the entry again
+        }
         if let Ok(Envelope {
             command: Command::Send(send),
             ..

@@ -196,6 +196,15 @@ impl NodeStorage {
         self.state.apply(entries)
     }
 
+    /// [`NodeStorage::apply`] while `go_on` says so (see [`StateDb::apply_while`]).
+    pub fn apply_while(
+        &mut self,
+        entries: &[Entry],
+        go_on: impl Fn() -> bool,
+    ) -> Result<(usize, Vec<Applied>)> {
+        self.state.apply_while(entries, go_on)
+    }
+
     /// Makes the applied state durable.
     pub fn checkpoint(&mut self) -> Result<()> {
         self.state.checkpoint()
