@@ -360,6 +360,15 @@ impl Driver {
                 Some(self.staged.swap_remove(at).1)
             }
         };
+        if let (Some(meta), Some(staged)) = (&snapshot, &staged) {
+            // Building the state from the snapshot takes a while on a large one: it runs
+            // on a blocking thread, and this one goes on answering status and health calls
+            // (everything that needs the storage waits for this task).
+            let install = self.storage.begin_install(meta, staged)?;
+            let built = Aside::start(self.storage.layout().state(), move || install.run());
+            let built = built.wait().await?;
+            self.storage.finish_install(built)?;
+        }
         let mut committed = committed_entries.as_slice();
         if snapshot.is_none() && hard_state.is_none() && entries.len() >= SYNC_ASIDE_FROM {
             // Many entries: several clients are waiting, and their next requests with them.
@@ -379,11 +388,7 @@ impl Driver {
             }
             sync.wait().await?;
         } else {
-            self.storage.persist(
-                snapshot.as_ref().zip(staged.as_deref()),
-                &entries,
-                hard_state.as_ref(),
-            )?;
+            self.storage.persist(None, &entries, hard_state.as_ref())?;
         }
         if snapshot.is_some() {
             // The state jumped: reads waiting for earlier indexes are now satisfied.

@@ -17,7 +17,7 @@ use super::error::{Result, StorageError};
 use super::hardstate;
 use super::log::{LogStore, PendingSync, TornTail};
 use super::snapshot::{self, SealedSnapshot, SnapshotReader, SnapshotWriter};
-use super::state::{Applied, Export, PendingCheckpoint, StateDb};
+use super::state::{Applied, BuiltImport, Export, PendingCheckpoint, StateDb};
 use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// Where each part of a node's data lives.
@@ -72,6 +72,33 @@ pub fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, SnapshotMeta)>> {
             Ok(Some((path, meta)))
         }
     }
+}
+
+/// See [`NodeStorage::begin_install`].
+#[must_use = "the snapshot is not installed until the install is finished"]
+pub struct PendingInstall {
+    snapshot: PathBuf,
+    state: PathBuf,
+    meta: SnapshotMeta,
+}
+
+impl PendingInstall {
+    /// Builds the state from the snapshot, beside the state in use: the slow step, which
+    /// may run on any thread.
+    pub fn run(self) -> Result<InstalledState> {
+        let import =
+            StateDb::build_import(&self.state, &mut SnapshotReader::open(&self.snapshot)?)?;
+        Ok(InstalledState {
+            import,
+            meta: self.meta,
+        })
+    }
+}
+
+/// A state built from a snapshot, for [`NodeStorage::finish_install`].
+pub struct InstalledState {
+    import: BuiltImport,
+    meta: SnapshotMeta,
 }
 
 impl NodeStorage {
@@ -168,6 +195,17 @@ impl NodeStorage {
     }
 
     fn install_snapshot(&mut self, meta: &SnapshotMeta, staged: &Path) -> Result<()> {
+        let built = self.begin_install(meta, staged)?.run()?;
+        self.finish_install(built)
+    }
+
+    /// Installing a received snapshot, in three steps so that the slow one can run on
+    /// another thread: this adopts the snapshot file (from then on, a restart installs it
+    /// by itself: `open` imports it and re-anchors the log); [`PendingInstall::run`]
+    /// builds the new state beside the old; [`NodeStorage::finish_install`] puts it in
+    /// place and starts the log again after it. Nothing else may touch the storage until
+    /// the last step is done.
+    pub fn begin_install(&mut self, meta: &SnapshotMeta, staged: &Path) -> Result<PendingInstall> {
         let stored = SnapshotReader::open(staged)?.meta;
         if &stored != meta {
             return Err(StorageError::Corrupt {
@@ -177,12 +215,19 @@ impl NodeStorage {
                 detail: format!("holds entry {}, not {}", stored.index, meta.index),
             });
         }
-        // In this order: the snapshot becomes the node's (a crash after this restarts from
-        // it: `open` imports it and re-anchors the log), then the state, then the log.
-        let path = snapshot::adopt(&self.layout.snapshots(), staged, meta)?;
-        self.state = StateDb::import(&self.layout.state(), &mut SnapshotReader::open(&path)?)?;
-        self.log.reset(meta.index + 1)?;
-        self.snapshot = meta.clone();
+        let snapshot = snapshot::adopt(&self.layout.snapshots(), staged, meta)?;
+        Ok(PendingInstall {
+            snapshot,
+            state: self.layout.state(),
+            meta: meta.clone(),
+        })
+    }
+
+    /// The last step of [`NodeStorage::begin_install`].
+    pub fn finish_install(&mut self, built: InstalledState) -> Result<()> {
+        self.state = built.import.adopt()?;
+        self.log.reset(built.meta.index + 1)?;
+        self.snapshot = built.meta;
         Ok(())
     }
 

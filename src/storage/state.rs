@@ -190,32 +190,54 @@ impl StateDb {
     /// Replaces the database at `path` with a snapshot's content, atomically: it is built
     /// beside, made durable, then renamed over the old one.
     pub fn import(path: &Path, snapshot: &mut SnapshotReader) -> Result<StateDb> {
+        StateDb::build_import(path, snapshot)?.adopt()
+    }
+
+    /// The slow half of [`StateDb::import`], which touches nothing in use: builds the
+    /// database beside `path` from the snapshot and makes it durable.
+    pub fn build_import(path: &Path, snapshot: &mut SnapshotReader) -> Result<BuiltImport> {
         let tmp = path.with_extension("import");
         if tmp.exists() {
             fs::remove_file(&tmp).at(&tmp)?;
         }
-        {
-            let db = Database::create(&tmp).map_err(|e| db_err(&tmp, e))?;
-            let txn = db.begin_write().map_err(|e| db_err(&tmp, e))?;
-            let index = snapshot.meta.index;
-            let mut pending = Vec::new();
-            while let Some(chunk) = snapshot.next_chunk()? {
-                pending.extend_from_slice(&chunk);
-                let used = import_rows(&txn, &pending).map_err(|e| db_err(&tmp, e))?;
-                pending.drain(..used);
-            }
-            if !pending.is_empty() {
-                return Err(db_err(&tmp, "snapshot data ends inside a row"));
-            }
-            {
-                let mut meta = txn.open_table(META).map_err(|e| db_err(&tmp, e))?;
-                meta.insert(APPLIED, index).map_err(|e| db_err(&tmp, e))?;
-            }
-            txn.commit().map_err(|e| db_err(&tmp, e))?;
+        let db = Database::create(&tmp).map_err(|e| db_err(&tmp, e))?;
+        let txn = db.begin_write().map_err(|e| db_err(&tmp, e))?;
+        let index = snapshot.meta.index;
+        let mut pending = Vec::new();
+        while let Some(chunk) = snapshot.next_chunk()? {
+            pending.extend_from_slice(&chunk);
+            let used = import_rows(&txn, &pending).map_err(|e| db_err(&tmp, e))?;
+            pending.drain(..used);
         }
-        fs::rename(&tmp, path).at(path)?;
-        super::fsutil::sync_dir(path.parent().expect("a file has a directory"))?;
-        StateDb::open(path)
+        if !pending.is_empty() {
+            return Err(db_err(&tmp, "snapshot data ends inside a row"));
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(|e| db_err(&tmp, e))?;
+            meta.insert(APPLIED, index).map_err(|e| db_err(&tmp, e))?;
+        }
+        txn.commit().map_err(|e| db_err(&tmp, e))?;
+        Ok(BuiltImport {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+}
+
+/// A database built from a snapshot beside the one in use (see [`StateDb::build_import`]).
+#[must_use = "the node's state is unchanged until the import is adopted"]
+pub struct BuiltImport {
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BuiltImport {
+    /// Renames the built database over the old one, durably, and opens it. The old one's
+    /// [`StateDb`] must not be used after this.
+    pub fn adopt(self) -> Result<StateDb> {
+        fs::rename(&self.tmp, &self.path).at(&self.path)?;
+        super::fsutil::sync_dir(self.path.parent().expect("a file has a directory"))?;
+        StateDb::open(&self.path)
     }
 }
 
