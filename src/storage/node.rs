@@ -455,6 +455,42 @@ mod tests {
     }
 
     #[test]
+    fn applying_while_told_stops_between_entries_and_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = history(8);
+        let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        s.persist(None, &log, None).unwrap();
+        s.apply(&log[..2]).unwrap();
+        // Told to stop after three entries; the two already applied count as gone through.
+        let asked = std::cell::Cell::new(0);
+        let (used, applied) = s
+            .apply_while(&log, || {
+                asked.set(asked.get() + 1);
+                asked.get() <= 3
+            })
+            .unwrap();
+        assert_eq!(used, 5);
+        let indexes: Vec<u64> = applied.iter().map(|a| a.index).collect();
+        assert_eq!(indexes, [3, 4, 5]);
+        assert_eq!(s.state().applied(), 5);
+        // Told to stop at once: nothing changes.
+        let (used, applied) = s.apply_while(&log[used..], || false).unwrap();
+        assert_eq!((used, applied.len(), s.state().applied()), (0, 0, 5));
+        // The rest, then a restart after a checkpoint: all ten entries are in the state.
+        let (used, applied) = s.apply_while(&log[5..], || true).unwrap();
+        assert_eq!((used, applied.len()), (5, 5));
+        s.checkpoint().unwrap();
+        drop(s);
+        let (s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.applied, 10);
+        let sent = s
+            .state()
+            .query(|st| query::messages_for(st, "bob", 0, 100))
+            .unwrap();
+        assert_eq!(sent.len(), 8);
+    }
+
+    #[test]
     fn a_snapshot_compacts_the_log_and_a_restart_starts_from_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = history(40);

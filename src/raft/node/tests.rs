@@ -1024,3 +1024,47 @@ fn a_lost_connection_to_a_live_leader_disturbs_nothing() {
     c.get("n3").peer_lost("n2");
     assert_eq!(c.nodes["n3"].leader().map(String::as_str), Some("n1"));
 }
+
+#[test]
+fn followers_learn_a_commit_from_the_next_append_or_at_the_next_tick() {
+    let ids = ["n1", "n2", "n3"];
+    // Heartbeats far apart, so that only the commit update can tell a tick's news.
+    let nodes = ids.iter().map(|id| {
+        let mut cfg = config(id);
+        cfg.heartbeat_ticks = 5;
+        node_with_config(cfg, &ids, 0, &[])
+    });
+    let mut c = Cluster::new(nodes.collect());
+    c.elect("n1");
+    c.get("n1").tick();
+    c.stabilize();
+    let known = c.get("n1").commit();
+    assert_eq!(
+        c.get("n2").commit(),
+        known,
+        "the noop's commit went out at the tick"
+    );
+    c.get("n1").propose(Bytes::from("x")).unwrap();
+    c.stabilize();
+    assert_eq!(c.get("n1").commit(), known + 1);
+    assert_eq!(
+        c.get("n2").commit(),
+        known,
+        "no Append of its own for a commit"
+    );
+    c.get("n1").propose(Bytes::from("y")).unwrap();
+    c.stabilize();
+    assert_eq!(
+        c.get("n2").commit(),
+        known + 1,
+        "the next Append carried it"
+    );
+    c.get("n1").tick();
+    c.stabilize();
+    assert_eq!(
+        c.get("n2").commit(),
+        known + 2,
+        "and the next tick the last one"
+    );
+    assert_eq!(c.get("n3").commit(), known + 2);
+}
