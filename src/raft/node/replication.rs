@@ -70,15 +70,20 @@ impl Node {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let Role::Leader(l) = &self.role else {
+        let commit = self.log.commit();
+        let Role::Leader(l) = &mut self.role else {
             return;
         };
         let read_seq = l.reads.seq();
-        let commit = self.log.commit();
         let beats: Vec<_> = l
             .progress
-            .iter()
-            .map(|(id, p)| (id.clone(), commit.min(p.matched)))
+            .iter_mut()
+            .map(|(id, p)| {
+                let told = commit.min(p.matched);
+                // What a heartbeat tells need not go out again in an Append.
+                p.sent_commit = p.sent_commit.max(told);
+                (id.clone(), told)
+            })
             .collect();
         for (to, commit) in beats {
             self.send(to, self.term, Body::Heartbeat { commit, read_seq });
