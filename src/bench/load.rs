@@ -1,8 +1,9 @@
 //! Closed-loop load: C clients, each on its own connections, each sending one request at a
 //! time and recording how long every request took. Bounded in time and in count.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::Client;
 
@@ -90,12 +91,13 @@ impl LevelResult {
 
 /// Runs `clients` closed loops of `op` for `duration` (or `max_ops` requests in all).
 /// Every client first makes one request that is not counted: it opens its connections and
-/// finds the leader, as a long-lived client would have done already.
+/// finds the leader, as a long-lived client would have done already. The clock starts
+/// when every client is ready.
 ///
 /// The clients are spread over one thread per core, each with a single-threaded runtime
 /// of its own (as wrk does): a response then wakes the task waiting for it on the thread
 /// that read it, never a task on another thread. On this 2-core machine that saved the
-/// load generator a third of its CPU per request, and one client 50 µs per write.
+/// load generator a third of its CPU per request, and one client 30 µs per write.
 pub async fn closed_loop(
     endpoints: &[String],
     sessions: &[Session],
@@ -107,58 +109,60 @@ pub async fn closed_loop(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(clients).max(1);
     let per_client = max_ops.div_ceil(clients as u64).max(1);
-    let mut runtimes = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start a load thread's runtime: {e}"))?;
-        runtimes.push(runtime);
-    }
-    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let (report, mut reports) = mpsc::unbounded_channel();
+    let (start, starting) = watch::channel(Start::Wait);
+    // Whatever goes wrong before the start, the clients waiting for it are let go.
+    let call_off = |why: String| {
+        let _ = start.send(Start::CallOff);
+        Err(why)
+    };
     let mut done = Vec::with_capacity(threads);
-    for (t, runtime) in runtimes.into_iter().enumerate() {
+    for t in 0..threads {
         let loops: Vec<Loop> = (t..clients)
             .step_by(threads)
             .map(|i| Loop {
                 me: sessions[i % sessions.len()].clone(),
                 peer: sessions[(i + 1) % sessions.len()].user.clone(),
                 endpoints: endpoints.to_vec(),
-                ready: ready.clone(),
+                report: report.clone(),
+                start: starting.clone(),
             })
             .collect();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let report = report.clone();
         let spawned = std::thread::Builder::new()
             .name("bench-load".into())
-            .spawn(move || {
-                let mut tasks = tokio::task::JoinSet::new();
-                for one in loops {
-                    tasks.spawn_on(one.run(op, duration, per_client), runtime.handle());
-                }
-                let results = runtime.block_on(async {
-                    let mut results = Vec::new();
-                    while let Some(r) = tasks.join_next().await {
-                        results.extend(r.ok());
-                    }
-                    results
-                });
-                let _ = tx.send(results);
-            });
+            .spawn(move || run_thread(loops, op, duration, per_client, report, tx));
         if let Err(e) = spawned {
-            return Err(format!("cannot start a load thread: {e}"));
+            return call_off(format!("cannot start a load thread: {e}"));
         }
         done.push(rx);
     }
-    ready.wait().await;
+    drop(report);
+    let mut ready = 0;
+    while ready < clients {
+        match reports.recv().await {
+            Some(Report::Ready) => ready += 1,
+            Some(Report::Failed(why)) => return call_off(why),
+            None => return call_off("the load threads ended before the start".into()),
+        }
+    }
+    let _ = start.send(Start::Go);
     let started = Instant::now();
     let (mut micros, mut errors) = (Vec::new(), 0);
     for rx in done {
-        for (m, e) in rx.await.unwrap_or_default() {
+        let results = rx
+            .await
+            .map_err(|_| "a load thread ended without its results".to_string())?;
+        for (m, e) in results {
             micros.extend(m);
             errors += e;
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    if let Ok(Report::Failed(why)) = reports.try_recv() {
+        return Err(why);
+    }
     Ok(LevelResult {
         clients,
         ok: micros.len() as u64,
@@ -169,22 +173,82 @@ pub async fn closed_loop(
     })
 }
 
+/// What a load thread tells the caller.
+enum Report {
+    /// One client made its first request and waits for the start.
+    Ready,
+    Failed(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Wait,
+    Go,
+    CallOff,
+}
+
+/// One load thread: its runtime, its clients, and their results once they are done.
+fn run_thread(
+    loops: Vec<Loop>,
+    op: Op,
+    duration: Duration,
+    max: u64,
+    report: mpsc::UnboundedSender<Report>,
+    results: oneshot::Sender<Vec<(Vec<u32>, u64)>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = report.send(Report::Failed(format!(
+                "cannot start a load thread's runtime: {e}"
+            )));
+            return;
+        }
+    };
+    let out = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for one in loops {
+            tasks.spawn(one.run(op, duration, max));
+        }
+        let mut out = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    let _ = report.send(Report::Failed(format!("a load client failed: {e}")));
+                }
+            }
+        }
+        out
+    });
+    let _ = results.send(out);
+}
+
 /// One client's closed loop.
 struct Loop {
     me: Session,
     peer: String,
     endpoints: Vec<String>,
-    ready: Arc<tokio::sync::Barrier>,
+    report: mpsc::UnboundedSender<Report>,
+    start: watch::Receiver<Start>,
 }
 
 impl Loop {
-    /// Latencies in microseconds of the requests that succeeded, and how many failed.
-    async fn run(self, op: Op, duration: Duration, max: u64) -> (Vec<u32>, u64) {
+    /// Latencies in microseconds of the requests that succeeded, and how many failed
+    /// (nothing if the start was called off).
+    async fn run(mut self, op: Op, duration: Duration, max: u64) -> (Vec<u32>, u64) {
         let mut client = Client::new(self.endpoints);
         client.timeouts.attempt = Duration::from_secs(2);
         client.timeouts.deadline = Duration::from_secs(5);
         let _ = request(&mut client, op, &self.me, &self.peer).await;
-        self.ready.wait().await;
+        let _ = self.report.send(Report::Ready);
+        match self.start.wait_for(|s| *s != Start::Wait).await {
+            Ok(s) if *s == Start::Go => {}
+            _ => return (Vec::new(), 0),
+        }
         let started = Instant::now();
         let (mut micros, mut errors) = (Vec::with_capacity(4096), 0u64);
         while started.elapsed() < duration && (micros.len() as u64) + errors < max {
