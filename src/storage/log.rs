@@ -446,12 +446,15 @@ impl LogStore {
     /// Drops every entry: the log starts again at `next` (after installing a snapshot).
     pub fn reset(&mut self, next: LogIndex) -> Result<()> {
         self.buf.clear();
-        // Old segments go first (oldest first), durably, so that a crash at any point
-        // leaves a gapless log: a suffix of the old one, or the new, empty one.
-        for seg in std::mem::take(&mut self.segments) {
+        // Old segments go first, newest first, each removal durable before the next, so
+        // that a crash at any point leaves a gapless log that starts where it did: a
+        // prefix of the old one (which, behind a snapshot, `NodeStorage::open` trims or
+        // starts again after it), or the new, empty one. A suffix would not connect to
+        // the snapshot, and a file system may persist unordered removals in any order.
+        for seg in std::mem::take(&mut self.segments).into_iter().rev() {
             fs::remove_file(&seg.path).at(&seg.path)?;
+            sync_dir(&self.dir)?;
         }
-        sync_dir(&self.dir)?;
         let (segment, tail) = new_segment(&self.dir, next)?;
         sync_dir(&self.dir)?;
         self.allocated = segment.end;
@@ -463,13 +466,11 @@ impl LogStore {
     /// Removes whole segments that hold only entries up to `index` (covered by a durable
     /// snapshot). The tail segment always stays.
     pub fn compact(&mut self, index: LogIndex) -> Result<()> {
-        let mut removed = false;
+        // Oldest first, each removal durable before the next: a crash leaves a suffix of
+        // the segments, never a gap, which the next start would refuse.
         while self.segments.len() > 1 && self.segments[1].first <= index + 1 {
             let seg = self.segments.remove(0);
             fs::remove_file(&seg.path).at(&seg.path)?;
-            removed = true;
-        }
-        if removed {
             sync_dir(&self.dir)?;
         }
         Ok(())
@@ -614,6 +615,25 @@ mod tests {
         log.sync().unwrap();
         let (_, found, _) = open(dir.path());
         assert_eq!(found, entries(101..=102, 3));
+    }
+
+    #[test]
+    fn a_reset_cut_short_leaves_a_prefix_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = LogStore::open(dir.path(), 256).unwrap();
+        log.append(&entries(1..=40, 1)).unwrap();
+        log.sync().unwrap();
+        let mut segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 3, "{segments:?}");
+        // The newest segment will not go (a directory stands where the file was).
+        let (_, newest) = segments.pop().unwrap();
+        fs::remove_file(&newest).unwrap();
+        fs::create_dir(&newest).unwrap();
+        assert!(log.reset(101).is_err());
+        // Nothing older went before it: what is left starts where the log started.
+        let left = list_segments(dir.path()).unwrap();
+        assert_eq!(left.len(), segments.len() + 1);
+        assert_eq!(left[0].0, 1);
     }
 
     #[test]

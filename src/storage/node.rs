@@ -584,4 +584,60 @@ mod tests {
         };
         s.persist(None, &[next], None).unwrap();
     }
+
+    #[test]
+    fn a_crash_while_the_log_is_cut_for_a_snapshot_restarts_from_the_snapshot() {
+        let (_leader_dir, leader, meta, path) = leader_snapshot();
+        // A follower whose log of another history spans many small segments.
+        let dir = tempfile::tempdir().unwrap();
+        let stale: Vec<Entry> = history(30)
+            .into_iter()
+            .map(|e| Entry { term: 3, ..e })
+            .collect();
+        let (mut s, _) = NodeStorage::open(dir.path(), 512).unwrap();
+        s.persist(None, &stale, None).unwrap();
+        let segments = || log_segments(&dir.path().join("log"));
+        let before = segments();
+        assert!(before.len() > 4, "{before:?}");
+        // It adopts the snapshot at entry 12, then dies while its log is being removed:
+        // the newest segments are gone, the oldest are still there.
+        let mut w = s.receive_snapshot(meta.clone()).unwrap();
+        w.write(&SnapshotReader::open(&path).unwrap().read_all().unwrap())
+            .unwrap();
+        let staged = w.finish().unwrap();
+        snapshot::adopt(&s.layout().snapshots(), &staged, &meta).unwrap();
+        drop(s);
+        for seg in &before[before.len() / 2..] {
+            std::fs::remove_file(seg).unwrap();
+        }
+        let (mut s, rec) = NodeStorage::open(dir.path(), 512).unwrap();
+        assert_eq!((rec.snapshot.index, rec.applied), (12, 12));
+        assert_eq!(dump(&s), dump(&leader));
+        // What is left of the old log after the snapshot is kept as a follower keeps any
+        // unconfirmed suffix, for the leader to overwrite.
+        assert_eq!(
+            rec.entries.first().map(|e| (e.index, e.term)),
+            Some((13, 3))
+        );
+        let next = Entry {
+            index: 13,
+            term: 4,
+            payload: Payload::Noop,
+        };
+        s.persist(None, &[next.clone()], None).unwrap();
+        drop(s);
+        let (_, rec) = NodeStorage::open(dir.path(), 512).unwrap();
+        assert_eq!(rec.entries, [next]);
+    }
+
+    /// The log's segment files, oldest first.
+    fn log_segments(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        found.sort();
+        found
+    }
 }
