@@ -624,7 +624,7 @@ mod tests {
             term: 4,
             payload: Payload::Noop,
         };
-        s.persist(None, &[next.clone()], None).unwrap();
+        s.persist(None, std::slice::from_ref(&next), None).unwrap();
         drop(s);
         let (_, rec) = NodeStorage::open(dir.path(), 512).unwrap();
         assert_eq!(rec.entries, [next]);
