@@ -630,6 +630,25 @@ mod tests {
         assert_eq!(rec.entries, [next]);
     }
 
+    #[test]
+    fn a_snapshot_that_cannot_be_imported_leaves_no_half_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        let meta = SnapshotMeta {
+            index: 5,
+            term: 1,
+            membership: Membership::default(),
+        };
+        let mut w = s.receive_snapshot(meta).unwrap();
+        w.write(&[3, 10, b'k']).unwrap(); // a row cut short inside its key
+        let staged = w.finish().unwrap();
+        let state = s.layout().state();
+        let built = StateDb::build_import(&state, &mut SnapshotReader::open(&staged).unwrap());
+        let err = built.err().expect("the import fails").to_string();
+        assert!(err.contains("ends inside a row"), "{err}");
+        assert!(!state.with_extension("import").exists());
+    }
+
     /// The log's segment files, oldest first.
     fn log_segments(dir: &Path) -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -200,28 +200,39 @@ impl StateDb {
         if tmp.exists() {
             fs::remove_file(&tmp).at(&tmp)?;
         }
-        let db = Database::create(&tmp).map_err(|e| db_err(&tmp, e))?;
-        let txn = db.begin_write().map_err(|e| db_err(&tmp, e))?;
-        let index = snapshot.meta.index;
-        let mut pending = Vec::new();
-        while let Some(chunk) = snapshot.next_chunk()? {
-            pending.extend_from_slice(&chunk);
-            let used = import_rows(&txn, &pending).map_err(|e| db_err(&tmp, e))?;
-            pending.drain(..used);
+        match fill(&tmp, snapshot) {
+            Ok(()) => Ok(BuiltImport {
+                path: path.to_path_buf(),
+                tmp,
+            }),
+            Err(e) => {
+                // Half a database is of no use to anyone: it goes (the snapshot stays).
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        if !pending.is_empty() {
-            return Err(db_err(&tmp, "snapshot data ends inside a row"));
-        }
-        {
-            let mut meta = txn.open_table(META).map_err(|e| db_err(&tmp, e))?;
-            meta.insert(APPLIED, index).map_err(|e| db_err(&tmp, e))?;
-        }
-        txn.commit().map_err(|e| db_err(&tmp, e))?;
-        Ok(BuiltImport {
-            path: path.to_path_buf(),
-            tmp,
-        })
     }
+}
+
+/// Writes a new database at `tmp` with a snapshot's rows and applied index, durably.
+fn fill(tmp: &Path, snapshot: &mut SnapshotReader) -> Result<()> {
+    let db = Database::create(tmp).map_err(|e| db_err(tmp, e))?;
+    let txn = db.begin_write().map_err(|e| db_err(tmp, e))?;
+    let index = snapshot.meta.index;
+    let mut pending = Vec::new();
+    while let Some(chunk) = snapshot.next_chunk()? {
+        pending.extend_from_slice(&chunk);
+        let used = import_rows(&txn, &pending).map_err(|e| db_err(tmp, e))?;
+        pending.drain(..used);
+    }
+    if !pending.is_empty() {
+        return Err(db_err(tmp, "snapshot data ends inside a row"));
+    }
+    {
+        let mut meta = txn.open_table(META).map_err(|e| db_err(tmp, e))?;
+        meta.insert(APPLIED, index).map_err(|e| db_err(tmp, e))?;
+    }
+    txn.commit().map_err(|e| db_err(tmp, e))
 }
 
 /// A database built from a snapshot beside the one in use (see [`StateDb::build_import`]).
