@@ -111,7 +111,7 @@ fn write_path(dir: &std::path::Path) {
             )
         })
         .collect();
-    s.persist(None, &users, None).unwrap();
+    s.persist(&users, None).unwrap();
     s.apply(&users).unwrap();
     s.checkpoint().unwrap();
     let text = "x".repeat(100);
@@ -135,7 +135,7 @@ fn write_path(dir: &std::path::Path) {
                 })
                 .collect();
             let t = Instant::now();
-            s.persist(None, &entries, None).unwrap();
+            s.persist(&entries, None).unwrap();
             persist += t.elapsed().as_secs_f64();
             let t = Instant::now();
             s.apply(&entries).unwrap();
@@ -193,7 +193,7 @@ fn restart(dir: &std::path::Path, messages: u64) {
             }))
         })
         .collect();
-    s.persist(None, &tail, None).unwrap();
+    s.persist(&tail, None).unwrap();
     drop(s);
     let started = Instant::now();
     let (s, rec) = NodeStorage::open(&node, 64 << 20).unwrap();

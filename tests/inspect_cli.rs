@@ -58,7 +58,7 @@ fn node_dir(dir: &Path) {
         term: 3,
         vote: Some("n2".into()),
     };
-    s.persist(None, &log, Some(&hs)).unwrap();
+    s.persist(&log, Some(&hs)).unwrap();
     s.apply(&log[..3]).unwrap();
     let meta = SnapshotMeta {
         index: 3,

@@ -45,7 +45,6 @@ pub fn build(
         })
         .collect();
     s.persist(
-        None,
         &accounts,
         Some(&HardState {
             term: 1,
@@ -69,7 +68,7 @@ pub fn build(
             })
             .collect();
         sent += batch.len() as u64;
-        s.persist(None, &batch, None)?;
+        s.persist(&batch, None)?;
         s.apply(&batch)?;
         s.checkpoint()?;
     }

@@ -388,7 +388,7 @@ impl Driver {
             }
             sync.wait().await?;
         } else {
-            self.storage.persist(None, &entries, hard_state.as_ref())?;
+            self.storage.persist(&entries, hard_state.as_ref())?;
         }
         if snapshot.is_some() {
             // The state jumped: reads waiting for earlier indexes are now satisfied.

@@ -166,19 +166,12 @@ impl NodeStorage {
         &self.state
     }
 
-    /// Step 1 of a Raft Ready: install a received snapshot (from the file the transport
-    /// stored, `staged`), append entries, replace the hard state, and sync once.
-    pub fn persist(
-        &mut self,
-        snapshot: Option<(&SnapshotMeta, &Path)>,
-        entries: &[Entry],
-        hard_state: Option<&HardState>,
-    ) -> Result<()> {
-        if let Some((meta, staged)) = snapshot {
-            self.install_snapshot(meta, staged)?;
-        }
+    /// Step 1 of a Raft Ready (a received snapshot aside, see
+    /// [`NodeStorage::begin_install`]): append entries, replace the hard state, and sync
+    /// once.
+    pub fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
         self.log.append(entries)?;
-        if !entries.is_empty() || snapshot.is_some() {
+        if !entries.is_empty() {
             self.log.sync()?;
         }
         if let Some(hs) = hard_state {
@@ -192,11 +185,6 @@ impl NodeStorage {
     pub fn append(&mut self, entries: &[Entry]) -> Result<PendingSync> {
         self.log.append(entries)?;
         self.log.begin_sync()
-    }
-
-    fn install_snapshot(&mut self, meta: &SnapshotMeta, staged: &Path) -> Result<()> {
-        let built = self.begin_install(meta, staged)?.run()?;
-        self.finish_install(built)
     }
 
     /// Installing a received snapshot, in three steps so that the slow one can run on
@@ -390,6 +378,14 @@ mod tests {
         out
     }
 
+    /// How many messages bob has.
+    fn bobs(s: &NodeStorage) -> usize {
+        s.state()
+            .query(|st| query::messages_for(st, "bob", 0, 100))
+            .unwrap()
+            .len()
+    }
+
     fn dump(s: &NodeStorage) -> String {
         s.state().query(|st| query::dump(st)).unwrap()
     }
@@ -401,7 +397,6 @@ mod tests {
         let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rec.applied, 0);
         s.persist(
-            None,
             &log,
             Some(&HardState {
                 term: 1,
@@ -432,17 +427,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = history(10);
         let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
-        s.persist(None, &log, None).unwrap();
+        s.persist(&log, None).unwrap();
         s.apply(&log[..6]).unwrap();
         s.checkpoint().unwrap();
         s.apply(&log[6..]).unwrap();
         // A query sees the applied state, checkpointed or not.
-        let bobs = |s: &NodeStorage| {
-            s.state()
-                .query(|st| query::messages_for(st, "bob", 0, 100))
-                .unwrap()
-                .len()
-        };
         assert_eq!(bobs(&s), 10);
         assert_eq!((s.state().applied(), s.state().durable()), (12, 6));
         // A crash loses what followed the checkpoint; the log brings it back.
@@ -459,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = history(8);
         let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
-        s.persist(None, &log, None).unwrap();
+        s.persist(&log, None).unwrap();
         s.apply(&log[..2]).unwrap();
         // Told to stop after three entries; the two already applied count as gone through.
         let asked = std::cell::Cell::new(0);
@@ -483,11 +472,7 @@ mod tests {
         drop(s);
         let (s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rec.applied, 10);
-        let sent = s
-            .state()
-            .query(|st| query::messages_for(st, "bob", 0, 100))
-            .unwrap();
-        assert_eq!(sent.len(), 8);
+        assert_eq!(bobs(&s), 8);
     }
 
     #[test]
@@ -495,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = history(40);
         let (mut s, _) = NodeStorage::open(dir.path(), 600).unwrap();
-        s.persist(None, &log, None).unwrap();
+        s.persist(&log, None).unwrap();
         s.apply(&log[..30]).unwrap();
         let meta = SnapshotMeta {
             index: 30,
@@ -520,7 +505,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = history(10);
         let (mut leader, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
-        leader.persist(None, &log, None).unwrap();
+        leader.persist(&log, None).unwrap();
         leader.apply(&log).unwrap();
         let meta = SnapshotMeta {
             index: 12,
@@ -538,15 +523,15 @@ mod tests {
         // The follower's side: an unrelated log, then the snapshot streams in.
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
-        s.persist(None, &history(2)[..2], None).unwrap();
+        s.persist(&history(2)[..2], None).unwrap();
         let mut w = s.receive_snapshot(meta.clone()).unwrap();
         let mut r = SnapshotReader::open(&path).unwrap();
         while let Some(chunk) = r.next_chunk().unwrap() {
             w.write(&chunk).unwrap();
         }
         let staged = w.finish().unwrap();
-        s.persist(Some((&meta, staged.as_path())), &[], None)
-            .unwrap();
+        let built = s.begin_install(&meta, &staged).unwrap().run().unwrap();
+        s.finish_install(built).unwrap();
         assert_eq!(dump(&s), dump(&leader));
         assert_eq!(s.state().applied(), 12);
         drop(s);
@@ -564,7 +549,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         let mut s = s;
-        s.persist(None, &history(2)[..2], None).unwrap();
+        s.persist(&history(2)[..2], None).unwrap();
         let mut w = s.receive_snapshot(meta.clone()).unwrap();
         w.write(&SnapshotReader::open(&path).unwrap().read_all().unwrap())
             .unwrap();
@@ -582,7 +567,7 @@ mod tests {
             term: 2,
             payload: Payload::Noop,
         };
-        s.persist(None, &[next], None).unwrap();
+        s.persist(&[next], None).unwrap();
     }
 
     #[test]
@@ -595,9 +580,13 @@ mod tests {
             .map(|e| Entry { term: 3, ..e })
             .collect();
         let (mut s, _) = NodeStorage::open(dir.path(), 512).unwrap();
-        s.persist(None, &stale, None).unwrap();
-        let segments = || log_segments(&dir.path().join("log"));
-        let before = segments();
+        s.persist(&stale, None).unwrap();
+        let before: Vec<PathBuf> = crate::storage::log::read(&s.layout().log())
+            .unwrap()
+            .segments
+            .into_iter()
+            .map(|seg| seg.path)
+            .collect();
         assert!(before.len() > 4, "{before:?}");
         // It adopts the snapshot at entry 12, then dies while its log is being removed:
         // the newest segments are gone, the oldest are still there.
@@ -624,7 +613,7 @@ mod tests {
             term: 4,
             payload: Payload::Noop,
         };
-        s.persist(None, std::slice::from_ref(&next), None).unwrap();
+        s.persist(std::slice::from_ref(&next), None).unwrap();
         drop(s);
         let (_, rec) = NodeStorage::open(dir.path(), 512).unwrap();
         assert_eq!(rec.entries, [next]);
@@ -647,16 +636,5 @@ mod tests {
         let err = built.err().expect("the import fails").to_string();
         assert!(err.contains("ends inside a row"), "{err}");
         assert!(!state.with_extension("import").exists());
-    }
-
-    /// The log's segment files, oldest first.
-    fn log_segments(dir: &Path) -> Vec<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        found.sort();
-        found
     }
 }
