@@ -7,6 +7,8 @@
 //! the next endpoint otherwise; every other error is the answer. A write keeps its request
 //! id across its retries: the state machine answers a repeat with the first result.
 
+mod connect;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,8 @@ use tonic::{Code, Status};
 use crate::proto::admin::StatusReply;
 use crate::proto::admin::admin_client::AdminClient;
 use crate::proto::chat as pb;
-use crate::proto::chat::chat_client::ChatClient;
+
+pub use connect::Link;
 
 /// A failed request: its gRPC code and one line for a person.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +74,7 @@ pub struct Client {
     endpoints: Vec<String>,
     /// The index in `endpoints` to try first (the leader, when known).
     current: usize,
-    channels: Vec<Option<Channel>>,
+    links: Vec<Option<Link>>,
     client_id: u64,
     seq: u64,
     pub timeouts: Timeouts,
@@ -135,7 +138,7 @@ impl Client {
         Client {
             endpoints,
             current: 0,
-            channels: vec![None; n],
+            links: vec![None; n],
             client_id: random_u64() | 1,
             seq: 0,
             timeouts: Timeouts::default(),
@@ -160,26 +163,23 @@ impl Client {
             Some(i) => i,
             None => {
                 self.endpoints.push(address.to_string());
-                self.channels.push(None);
+                self.links.push(None);
                 self.endpoints.len() - 1
             }
         };
     }
 
-    fn channel(&mut self, i: usize) -> Result<Channel, ClientError> {
-        if let Some(c) = &self.channels[i] {
-            return Ok(c.clone());
+    /// The connection to endpoint `i`: the open one, or a new one if it closed.
+    async fn link(&mut self, i: usize) -> Result<Link, Status> {
+        if let Some(link) = &self.links[i]
+            && !link.is_closed()
+        {
+            return Ok(link.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.endpoints[i]))
-            .map_err(|e| ClientError {
-                code: Code::InvalidArgument,
-                message: format!("cluster: bad address {}: {e}", self.endpoints[i]),
-            })?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        self.channels[i] = Some(channel.clone());
-        Ok(channel)
+        self.links[i] = None;
+        let link = Link::open(&self.endpoints[i]).await?;
+        self.links[i] = Some(link.clone());
+        Ok(link)
     }
 
     /// A fresh request id for a write (kept by the caller across its retries).
@@ -194,7 +194,7 @@ impl Client {
     /// Runs `op` until it succeeds, fails for good, or the deadline passes.
     pub async fn call<T, F, Fut>(&mut self, mut op: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Link) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.last_index = None;
@@ -222,10 +222,14 @@ impl Client {
                     ),
                 });
             }
-            let channel = self.channel(self.current)?;
             let attempt = self.timeouts.attempt.min(left);
             let mut timed_out = false;
-            let status = match tokio::time::timeout(attempt, op(channel)).await {
+            let current = self.current;
+            let tried_once = async {
+                let link = self.link(current).await?;
+                op(link).await
+            };
+            let status = match tokio::time::timeout(attempt, tried_once).await {
                 Ok(Ok(reply)) => {
                     self.last_index = index_of(reply.metadata());
                     return Ok(reply.into_inner());
@@ -305,7 +309,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).register(req).await }
+            async move { c.chat().register(req).await }
         })
         .await
     }
@@ -322,7 +326,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).login(req).await }
+            async move { c.chat().login(req).await }
         })
         .await
     }
@@ -339,7 +343,7 @@ impl Client {
         let req = self.session(user, token);
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).logout(req).await.map(|r| r.map(|_| ())) }
+            async move { c.chat().logout(req).await.map(|r| r.map(|_| ())) }
         })
         .await
     }
@@ -349,7 +353,7 @@ impl Client {
         self.call(|c| {
             let req = req.clone();
             async move {
-                ChatClient::new(c)
+                c.chat()
                     .check_username(req)
                     .await
                     .map(|r| r.map(|x| x.exists))
@@ -372,7 +376,7 @@ impl Client {
         self.call(|c| {
             let req = req.clone();
             async move {
-                ChatClient::new(c)
+                c.chat()
                     .list_accounts(req)
                     .await
                     .map(|r| r.map(|x| x.users))
@@ -395,7 +399,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).send(req).await }
+            async move { c.chat().send(req).await }
         })
         .await
     }
@@ -417,7 +421,7 @@ impl Client {
         self.call(|c| {
             let req = req.clone();
             async move {
-                ChatClient::new(c)
+                c.chat()
                     .read_messages(req)
                     .await
                     .map(|r| r.map(|x| x.messages))
@@ -441,7 +445,7 @@ impl Client {
         self.call(|c| {
             let req = req.clone();
             async move {
-                ChatClient::new(c)
+                c.chat()
                     .delete_messages(req)
                     .await
                     .map(|r| r.map(|x| x.deleted))
@@ -454,12 +458,7 @@ impl Client {
         let req = self.session(user, token);
         self.call(|c| {
             let req = req.clone();
-            async move {
-                ChatClient::new(c)
-                    .delete_account(req)
-                    .await
-                    .map(|r| r.map(|_| ()))
-            }
+            async move { c.chat().delete_account(req).await.map(|r| r.map(|_| ())) }
         })
         .await
     }
@@ -478,7 +477,7 @@ impl Client {
         };
         self.call(|c| {
             let req = req.clone();
-            async move { ChatClient::new(c).subscribe(req).await }
+            async move { c.chat().subscribe(req).await }
         })
         .await
     }
@@ -522,10 +521,11 @@ impl Client {
         &mut self,
         i: usize,
     ) -> Result<crate::proto::admin::StatusReply, ClientError> {
-        let channel = self.channel(i)?;
         let attempt = self.timeouts.attempt;
-        let mut admin = AdminClient::new(channel);
-        let call = admin.status(crate::proto::admin::StatusRequest {});
+        let call = async {
+            let mut admin = self.link(i).await?.admin();
+            admin.status(crate::proto::admin::StatusRequest {}).await
+        };
         match tokio::time::timeout(attempt, call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(ClientError::from_status(&s)),
