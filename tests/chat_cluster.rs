@@ -1,6 +1,6 @@
 //! The chat service on a real 3-node cluster: every CLI command with its outputs and exit
-//! codes, exactly-once sends across a leader crash, and a subscriber that sees everything
-//! across a leader change.
+//! codes, exactly-once sends across a leader crash, a subscriber that sees everything
+//! across a leader change, and a client that reconnects to a node that restarted.
 
 mod common;
 
@@ -259,4 +259,40 @@ async fn a_subscriber_on_a_follower_sees_every_message_across_a_leader_change() 
         .chain((0..10).map(|i| format!("after {i}")))
         .collect();
     assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_one_node_reconnects_when_that_node_restarts() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let mut writer = cluster.client();
+    writer.timeouts.deadline = Duration::from_secs(30);
+    writer.register("alice", "pw").await.unwrap();
+    let bob = writer.register("bob", "pw").await.unwrap().token;
+    // A follower, so that the cluster keeps its leader while this node is down.
+    let node = (leader + 1) % 3;
+    let mut reader = Client::new(vec![cluster.nodes[node].addr.clone()]);
+    reader.timeouts.attempt = Duration::from_millis(500);
+    reader.timeouts.deadline = Duration::from_secs(30);
+    assert!(
+        reader
+            .read("bob", &bob, "alice", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    cluster.kill(node);
+    reader.timeouts.deadline = Duration::from_millis(300);
+    let refused = reader.read("bob", &bob, "alice", 0, 10).await;
+    assert!(refused.is_err(), "a dead node answers nothing");
+    cluster.restart(node);
+
+    // The connection it had died with the node: the same client opens a new one.
+    reader.timeouts.deadline = Duration::from_secs(30);
+    let after = reader.read("bob", &bob, "alice", 0, 10).await;
+    assert!(
+        after.unwrap().is_empty(),
+        "the restarted node serves the same client"
+    );
 }
