@@ -35,7 +35,7 @@ pub struct Link {
 
 impl Link {
     /// Connects to the node at `address` (`host:port`). The connection is driven by a task
-    /// of its own, which ends when either side closes it.
+    /// of its own, which ends when the node closes it or the last clone is dropped.
     pub async fn open(address: &str) -> Result<Link, tonic::Status> {
         let origin: http::Uri = format!("http://{address}").parse().map_err(|e| {
             tonic::Status::invalid_argument(format!("cluster: bad address {address}: {e}"))
@@ -101,7 +101,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Link {
 
 /// A connection whose writes go out one scheduler turn late, together with whatever the
 /// other tasks queued meanwhile.
-pub struct GatheringStream {
+struct GatheringStream {
     inner: TokioIo<TcpStream>,
     /// Whether this write has already let the other ready tasks run.
     waited: bool,
@@ -109,7 +109,7 @@ pub struct GatheringStream {
 
 impl GatheringStream {
     /// Connects to the node at `uri` (`http://host:port`), without Nagle's delay.
-    pub async fn connect(uri: http::Uri) -> std::io::Result<GatheringStream> {
+    async fn connect(uri: http::Uri) -> std::io::Result<GatheringStream> {
         let Some(authority) = uri.authority() else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -236,6 +236,28 @@ mod tests {
         let mut got = [0u8; 7];
         peer.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"headers");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_clone_of_a_link_closes_its_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (link, accepted) = tokio::join!(Link::open(&address), listener.accept());
+        let link = link.unwrap();
+        let (mut peer, _) = accepted.unwrap();
+        let copy = link.clone();
+        drop(link);
+        let mut preface = [0u8; 24];
+        peer.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        drop(copy);
+        // The rest of what the client sends (its settings, a goodbye), then the end.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest));
+        assert!(
+            closed.await.is_ok(),
+            "the connection outlived its last link"
+        );
     }
 
     #[tokio::test]
