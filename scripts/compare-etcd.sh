@@ -35,7 +35,7 @@ ln -sf "$CARGO_TARGET_DIR_ETCD/release/etcd-bench" "$WORK/tools/etcd-bench/targe
 (cd "$ROOT" && cargo build --release --quiet)
 RC="$ROOT/target/release/raftchat"
 
-# One etcd level: "ops_s p50 p99 member_cpu_us_per_op".
+# One etcd level: "ops_s p50 p99 member_cpu_us_per_op load_generator_cpu_us_per_op".
 etcd_level() {
   local out
   out="$("$WORK/tools/etcd-anchor.sh" --nodes "$1" put -c "$2" -d "$SECS")"
@@ -44,18 +44,21 @@ etcd_level() {
   cpu="$(grep '^CPU' <<<"$out")"
   awk -v r="$result" -v c="$cpu" 'BEGIN {
     n = split(r, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+    gen = c; sub(/.*bench cpu-s=/, "", gen); sub(/;.*/, "", gen)
     sub(/.*member cpu-s:/, "", c); sub(/;.*/, "", c)
     m = split(c, g, " "); s = 0; for (i = 1; i <= m; i++) { split(g[i], kv, "="); s += kv[2] }
-    printf "%s %s %s %.0f\n", v["ops_s"], v["p50_ms"], v["p99_ms"], v["ok"] ? s * 1e6 / v["ok"] : 0 }'
+    printf "%s %s %s %.0f %.0f\n", v["ops_s"], v["p50_ms"], v["p99_ms"], v["ok"] ? s * 1e6 / v["ok"] : 0,
+      v["ok"] ? gen * 1e6 / v["ok"] : 0 }'
 }
 
-# One raftchat level, on a cluster of its own: "ops_s p50 p99 node_cpu_us_per_op".
+# One raftchat level, on a cluster of its own: "ops_s p50 p99 node_cpu_us_per_op
+# load_generator_cpu_us_per_op".
 raftchat_level() {
   "$RC" bench --nodes "$1" --clients "$2" --duration "${SECS}s" --only writes \
     --out "$WORK/raftchat" > "$WORK/level.txt"
   awk -v c="$2" '$1 == c && $2 ~ /^[0-9.]+$/ {
     m = split($8, g, "/"); s = 0; for (i = 1; i <= m; i++) s += g[i]
-    printf "%s %s %s %.0f\n", $2, $3, $4, s; exit }' "$WORK/level.txt"
+    printf "%s %s %s %.0f %s\n", $2, $3, $4, s, $10; exit }' "$WORK/level.txt"
 }
 
 mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
@@ -63,12 +66,12 @@ mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 declare -A E R
 for n in 3 5; do
   for c in 1 16 64 256; do
-    read -r e1 ep50a ep99a ecpu1 < <(etcd_level "$n" "$c")
-    read -r r1 rp50a rp99a rcpu1 < <(raftchat_level "$n" "$c")
-    read -r r2 rp50b rp99b rcpu2 < <(raftchat_level "$n" "$c")
-    read -r e2 ep50b ep99b ecpu2 < <(etcd_level "$n" "$c")
-    E[$n,$c]="$(mean "$e1" "$e2") $(mean "$ep50a" "$ep50b") $(mean "$ep99a" "$ep99b") $(mean "$ecpu1" "$ecpu2")"
-    R[$n,$c]="$(mean "$r1" "$r2") $(mean "$rp50a" "$rp50b") $(mean "$rp99a" "$rp99b") $(mean "$rcpu1" "$rcpu2")"
+    read -r e1 ep50a ep99a ecpu1 egen1 < <(etcd_level "$n" "$c")
+    read -r r1 rp50a rp99a rcpu1 rgen1 < <(raftchat_level "$n" "$c")
+    read -r r2 rp50b rp99b rcpu2 rgen2 < <(raftchat_level "$n" "$c")
+    read -r e2 ep50b ep99b ecpu2 egen2 < <(etcd_level "$n" "$c")
+    E[$n,$c]="$(mean "$e1" "$e2") $(mean "$ep50a" "$ep50b") $(mean "$ep99a" "$ep99b") $(mean "$ecpu1" "$ecpu2") $(mean "$egen1" "$egen2")"
+    R[$n,$c]="$(mean "$r1" "$r2") $(mean "$rp50a" "$rp50b") $(mean "$rp99a" "$rp99b") $(mean "$rcpu1" "$rcpu2") $(mean "$rgen1" "$rgen2")"
     echo "# $n members, $c clients: etcd $e1 then $e2 writes/s, raftchat $r1 then $r2" >&2
   done
 done
@@ -85,18 +88,20 @@ done
 echo
 echo "writes/s of 100-byte values, each client one request at a time (same machine, each level"
 echo "run twice in the order etcd, raftchat, raftchat, etcd, and averaged); CPU: the members' CPU"
-echo "time per request, all members together"
-printf '%-6s %-8s %10s %10s %7s %18s %18s %12s %12s %7s\n' nodes clients etcd raftchat ratio \
-  "etcd p50/p99 ms" "raftchat p50/p99" "etcd cpu µs" "raftchat cpu" "e/r"
+echo "time per request, all members together; load gen: the CPU time per request of the load"
+echo "generator (etcd-bench against etcd, raftchat bench against raftchat)"
+printf '%-6s %-8s %10s %10s %7s %18s %18s %12s %12s %7s %16s\n' nodes clients etcd raftchat ratio \
+  "etcd p50/p99 ms" "raftchat p50/p99" "etcd cpu µs" "raftchat cpu" "e/r" "load gen e/r µs"
 for n in 3 5; do
   for c in 1 16 64 256; do
-    read -r eo ep50 ep99 ecpu <<<"${E[$n,$c]}"
-    read -r ro rp50 rp99 rcpu <<<"${R[$n,$c]}"
+    read -r eo ep50 ep99 ecpu egen <<<"${E[$n,$c]}"
+    read -r ro rp50 rp99 rcpu rgen <<<"${R[$n,$c]}"
     awk -v n="$n" -v c="$c" -v eo="$eo" -v ro="$ro" -v ep50="$ep50" -v ep99="$ep99" \
-      -v rp50="$rp50" -v rp99="$rp99" -v ecpu="$ecpu" -v rcpu="$rcpu" 'BEGIN {
-      printf "%-6s %-8s %10.0f %10.0f %6.2fx %18s %18s %12.0f %12.0f %6.2fx\n", n, c, eo, ro,
+      -v rp50="$rp50" -v rp99="$rp99" -v ecpu="$ecpu" -v rcpu="$rcpu" -v egen="$egen" \
+      -v rgen="$rgen" 'BEGIN {
+      printf "%-6s %-8s %10.0f %10.0f %6.2fx %18s %18s %12.0f %12.0f %6.2fx %16s\n", n, c, eo, ro,
         eo ? ro / eo : 0, sprintf("%.2f/%.2f", ep50, ep99), sprintf("%.2f/%.2f", rp50, rp99),
-        ecpu, rcpu, rcpu ? ecpu / rcpu : 0 }'
+        ecpu, rcpu, rcpu ? ecpu / rcpu : 0, sprintf("%.0f/%.0f", egen, rgen) }'
   done
 done
 echo
