@@ -516,6 +516,16 @@ mod tests {
         (dir, leader, meta, path)
     }
 
+    /// A follower's first step of an install: it stores the leader's snapshot at `path`
+    /// and adopts it, as a crash right after would leave it.
+    fn receive_and_adopt(s: &NodeStorage, meta: &SnapshotMeta, path: &Path) {
+        let mut w = s.receive_snapshot(meta.clone()).unwrap();
+        w.write(&SnapshotReader::open(path).unwrap().read_all().unwrap())
+            .unwrap();
+        let staged = w.finish().unwrap();
+        snapshot::adopt(&s.layout().snapshots(), &staged, meta).unwrap();
+    }
+
     #[test]
     fn an_installed_snapshot_replaces_state_and_log() {
         // The leader's side: a state, exported as a snapshot.
@@ -547,14 +557,9 @@ mod tests {
         // A follower with a short log stores it and adopts it, then dies before importing
         // the state or resetting its log.
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
-        let mut s = s;
+        let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         s.persist(&history(2)[..2], None).unwrap();
-        let mut w = s.receive_snapshot(meta.clone()).unwrap();
-        w.write(&SnapshotReader::open(&path).unwrap().read_all().unwrap())
-            .unwrap();
-        let staged = w.finish().unwrap();
-        snapshot::adopt(&s.layout().snapshots(), &staged, &meta).unwrap();
+        receive_and_adopt(&s, &meta, &path);
         drop(s);
         let (mut s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rec.snapshot, meta);
@@ -590,11 +595,7 @@ mod tests {
         assert!(before.len() > 4, "{before:?}");
         // It adopts the snapshot at entry 12, then dies while its log is being removed:
         // the newest segments are gone, the oldest are still there.
-        let mut w = s.receive_snapshot(meta.clone()).unwrap();
-        w.write(&SnapshotReader::open(&path).unwrap().read_all().unwrap())
-            .unwrap();
-        let staged = w.finish().unwrap();
-        snapshot::adopt(&s.layout().snapshots(), &staged, &meta).unwrap();
+        receive_and_adopt(&s, &meta, &path);
         drop(s);
         for seg in &before[before.len() / 2..] {
             std::fs::remove_file(seg).unwrap();
