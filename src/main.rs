@@ -76,6 +76,9 @@ fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = match expand_config(std::env::args().collect()) {
         Ok(a) => a,
