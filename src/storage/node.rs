@@ -17,7 +17,9 @@ use super::error::{Result, StorageError};
 use super::hardstate;
 use super::log::{LogStore, PendingSync, TornTail};
 use super::snapshot::{self, SealedSnapshot, SnapshotReader, SnapshotWriter};
-use super::state::{Applied, BuiltImport, Export, PendingCheckpoint, StateDb};
+use super::state::{
+    Applied, AppliedBatch, BuiltImport, Export, PendingApply, PendingCheckpoint, StateDb,
+};
 use crate::raft::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// Where each part of a node's data lives.
@@ -236,6 +238,16 @@ impl NodeStorage {
         go_on: impl Fn() -> bool,
     ) -> Result<(usize, Vec<Applied>)> {
         self.state.apply_while(entries, go_on)
+    }
+
+    /// [`NodeStorage::apply`] on another thread (see [`StateDb::begin_apply`]).
+    pub fn begin_apply(&mut self, entries: Vec<Entry>) -> Result<PendingApply> {
+        self.state.begin_apply(entries)
+    }
+
+    /// Takes back a batch applied on another thread (see [`StateDb::finish_apply`]).
+    pub fn finish_apply(&mut self, done: AppliedBatch) -> Result<(Vec<Entry>, Vec<Applied>)> {
+        self.state.finish_apply(done)
     }
 
     /// Makes the applied state durable.
@@ -473,6 +485,42 @@ mod tests {
         let (s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rec.applied, 10);
         assert_eq!(bobs(&s), 8);
+    }
+
+    #[test]
+    fn a_batch_applied_on_another_thread_leaves_the_state_as_applying_it_here_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = history(12);
+        let (mut s, _) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        s.persist(&log, None).unwrap();
+        s.apply(&log[..4]).unwrap();
+        // The batch overlaps what is applied: only the entries after it are applied away.
+        let pending = s.begin_apply(log[2..10].to_vec()).unwrap();
+        // Meanwhile the state is neither read nor written here, nor checkpointed.
+        let err = s.state().query(|st| query::dump(st)).unwrap_err();
+        assert!(err.to_string().contains("another thread"), "{err}");
+        assert!(s.apply(&log[10..]).is_err());
+        s.checkpoint().unwrap();
+        let done = std::thread::spawn(move || pending.run()).join().unwrap();
+        let (batch, applied) = s.finish_apply(done).unwrap();
+        assert_eq!(batch.len(), 8, "the batch comes back whole");
+        let indexes: Vec<u64> = applied.iter().map(|a| a.index).collect();
+        assert_eq!(indexes, [5, 6, 7, 8, 9, 10]);
+        assert_eq!((s.state().applied(), s.state().durable()), (10, 0));
+        s.apply(&log[10..]).unwrap();
+        let away = dump(&s);
+        // The same log applied here, in another directory, gives the same state.
+        let other = tempfile::tempdir().unwrap();
+        let (mut here, _) = NodeStorage::open(other.path(), 1 << 20).unwrap();
+        here.persist(&log, None).unwrap();
+        here.apply(&log).unwrap();
+        assert_eq!(away, dump(&here));
+        // And it reaches the disk at the next checkpoint.
+        s.checkpoint().unwrap();
+        drop(s);
+        let (s, rec) = NodeStorage::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.applied, 14);
+        assert_eq!(bobs(&s), 12);
     }
 
     #[test]

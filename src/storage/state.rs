@@ -62,6 +62,9 @@ pub struct StateDb {
     open: Option<WriteTransaction>,
     applied: LogIndex,
     durable: LogIndex,
+    /// The open transaction is applying on another thread (see [`StateDb::begin_apply`]):
+    /// until it is back, the state may be neither read nor written here.
+    away: bool,
 }
 
 impl StateDb {
@@ -77,6 +80,7 @@ impl StateDb {
             open: None,
             applied,
             durable: applied,
+            away: false,
         })
     }
 
@@ -105,6 +109,7 @@ impl StateDb {
         entries: &[Entry],
         go_on: impl Fn() -> bool,
     ) -> Result<(usize, Vec<Applied>)> {
+        self.here()?;
         let skip = entries
             .iter()
             .take_while(|e| e.index <= self.applied)
@@ -117,22 +122,68 @@ impl StateDb {
             self.open = Some(txn);
         }
         let txn = self.open.as_ref().expect("a transaction was just opened");
-        let result = apply_in(txn, &entries[skip..], go_on).map_err(|e| db_err(&self.path, e));
+        let result = apply_in(txn, &entries[skip..], go_on);
+        self.applied_in_open(result)
+            .map(|results| (skip + results.len(), results))
+    }
+
+    /// Takes the outcome of applying in the open transaction.
+    fn applied_in_open(
+        &mut self,
+        result: std::result::Result<Vec<Applied>, String>,
+    ) -> Result<Vec<Applied>> {
         match result {
             Ok(results) => {
                 if let Some(last) = results.last() {
                     self.applied = last.index;
                 }
-                Ok((skip + results.len(), results))
+                Ok(results)
             }
             Err(e) => {
                 // Half a batch must never reach a checkpoint: everything since the last
                 // one is dropped, and the log still holds it.
                 self.open = None;
                 self.applied = self.durable;
-                Err(e)
+                Err(db_err(&self.path, e))
             }
         }
+    }
+
+    /// [`StateDb::apply`] detached, so that a large batch can be applied on another thread
+    /// while this one serves the network: the open transaction goes with it, and comes
+    /// back through [`StateDb::finish_apply`]. Until then the state can be neither read
+    /// nor written here (an error says so rather than a read that misses the batch).
+    pub fn begin_apply(&mut self, entries: Vec<Entry>) -> Result<PendingApply> {
+        self.here()?;
+        let skip = entries
+            .iter()
+            .take_while(|e| e.index <= self.applied)
+            .count();
+        let txn = match self.open.take() {
+            Some(txn) => txn,
+            None => self.db.begin_write().map_err(|e| db_err(&self.path, e))?,
+        };
+        self.away = true;
+        Ok(PendingApply { txn, entries, skip })
+    }
+
+    /// Takes back what [`StateDb::begin_apply`] sent away: the batch's entries, and the
+    /// results of those not applied before (in log order).
+    pub fn finish_apply(&mut self, done: AppliedBatch) -> Result<(Vec<Entry>, Vec<Applied>)> {
+        self.away = false;
+        self.open = Some(done.txn);
+        let results = self.applied_in_open(done.results)?;
+        Ok((done.entries, results))
+    }
+
+    fn here(&self) -> Result<()> {
+        if self.away {
+            return Err(db_err(
+                &self.path,
+                "the state is being applied on another thread",
+            ));
+        }
+        Ok(())
     }
 
     /// Makes everything applied so far durable: one commit, one fsync.
@@ -148,6 +199,9 @@ impl StateDb {
     /// thread (None: nothing was applied since the last). Nothing may be applied until it
     /// has run and [`StateDb::checkpointed`] was told.
     pub fn begin_checkpoint(&mut self) -> Option<PendingCheckpoint> {
+        if self.away {
+            return None; // the batch away is checkpointed once it is back
+        }
         let txn = self.open.take()?;
         Some(PendingCheckpoint {
             txn,
@@ -166,6 +220,7 @@ impl StateDb {
         &self,
         f: impl FnOnce(&dyn Store) -> std::result::Result<T, StoreError>,
     ) -> Result<T> {
+        self.here()?;
         let result = match &self.open {
             // What is applied but not checkpointed is only visible inside its transaction.
             Some(txn) => f(&WriteStore::new(txn)),
@@ -265,6 +320,33 @@ impl PendingCheckpoint {
     pub fn run(self) -> Result<LogIndex> {
         self.txn.commit().map_err(|e| db_err(&self.path, e))?;
         Ok(self.applied)
+    }
+}
+
+/// See [`StateDb::begin_apply`].
+#[must_use = "the state may not be used until the batch is back"]
+pub struct PendingApply {
+    txn: WriteTransaction,
+    entries: Vec<Entry>,
+    /// How many of `entries` were applied before (a replay).
+    skip: usize,
+}
+
+/// A batch applied away, to hand back to [`StateDb::finish_apply`].
+pub struct AppliedBatch {
+    txn: WriteTransaction,
+    entries: Vec<Entry>,
+    results: std::result::Result<Vec<Applied>, String>,
+}
+
+impl PendingApply {
+    pub fn run(self) -> AppliedBatch {
+        let results = apply_in(&self.txn, &self.entries[self.skip..], || true);
+        AppliedBatch {
+            txn: self.txn,
+            entries: self.entries,
+            results,
+        }
     }
 }
 
