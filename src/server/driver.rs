@@ -6,8 +6,8 @@
 //! to a socket without waking another thread; on a virtual machine each such wake costs
 //! tens of microseconds. The disk waits with much work queued behind them (the fsync of a
 //! large batch, a checkpoint's commit) run on a blocking thread while this one serves the
-//! network, and so does the applying of a large batch of committed entries; a small batch
-//! is synced and applied in place, where the hand-off would cost more than it frees. Before an fsync the driver yields once, so that the messages allowed out
+//! network, and so does a leader's applying of a large batch of committed entries; a small
+//! batch is synced and applied in place, where the hand-off would cost more than it frees. Before an fsync the driver yields once, so that the messages allowed out
 //! before it (a leader's appends) are written to their sockets first.
 //!
 //! Each turn of its loop takes every input that is waiting (up to a bound), steps the core
