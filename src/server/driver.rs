@@ -7,8 +7,9 @@
 //! tens of microseconds. The disk waits with much work queued behind them (the fsync of a
 //! large batch, a checkpoint's commit) run on a blocking thread while this one serves the
 //! network, and so does a leader's applying of a large batch of committed entries; a small
-//! batch is synced and applied in place, where the hand-off would cost more than it frees. Before an fsync the driver yields once, so that the messages allowed out
-//! before it (a leader's appends) are written to their sockets first.
+//! batch is synced and applied in place, where the hand-off would cost more than it frees.
+//! Before an fsync the driver yields once, so that the messages allowed out before it (a
+//! leader's appends) are written to their sockets first.
 //!
 //! Each turn of its loop takes every input that is waiting (up to a bound), steps the core
 //! with all of them, then handles one Ready: one fsync covers all the entries and votes
@@ -38,7 +39,7 @@ fn rand_u32() -> u32 {
 }
 use crate::storage::node::NodeStorage;
 use crate::storage::snapshot::SealedSnapshot;
-use crate::storage::state::Applied;
+use crate::storage::state::{Applied, AppliedBatch};
 use crate::storage::{Result as StorageResult, StorageError};
 
 /// How often the driver makes applied state durable, at most.
@@ -469,10 +470,7 @@ impl Driver {
 
     /// Starts applying `entries` on a blocking thread: the state is away until
     /// [`NodeStorage::finish_apply`] takes the result.
-    fn apply_aside(
-        &mut self,
-        entries: Vec<Entry>,
-    ) -> StorageResult<Aside<crate::storage::state::AppliedBatch>> {
+    fn apply_aside(&mut self, entries: Vec<Entry>) -> StorageResult<Aside<AppliedBatch>> {
         let pending = self.storage.begin_apply(entries)?;
         Ok(Aside::start(self.storage.layout().state(), move || {
             Ok(pending.run())

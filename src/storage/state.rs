@@ -110,10 +110,7 @@ impl StateDb {
         go_on: impl Fn() -> bool,
     ) -> Result<(usize, Vec<Applied>)> {
         self.here()?;
-        let skip = entries
-            .iter()
-            .take_while(|e| e.index <= self.applied)
-            .count();
+        let skip = self.already_applied(entries);
         if skip == entries.len() {
             return Ok((skip, Vec::new()));
         }
@@ -155,10 +152,7 @@ impl StateDb {
     /// nor written here (an error says so rather than a read that misses the batch).
     pub fn begin_apply(&mut self, entries: Vec<Entry>) -> Result<PendingApply> {
         self.here()?;
-        let skip = entries
-            .iter()
-            .take_while(|e| e.index <= self.applied)
-            .count();
+        let skip = self.already_applied(&entries);
         let txn = match self.open.take() {
             Some(txn) => txn,
             None => self.db.begin_write().map_err(|e| db_err(&self.path, e))?,
@@ -174,6 +168,14 @@ impl StateDb {
         self.open = Some(done.txn);
         let results = self.applied_in_open(done.results)?;
         Ok((done.entries, results))
+    }
+
+    /// How many of `entries`, from the first, were applied before (a replay).
+    fn already_applied(&self, entries: &[Entry]) -> usize {
+        entries
+            .iter()
+            .take_while(|e| e.index <= self.applied)
+            .count()
     }
 
     fn here(&self) -> Result<()> {
