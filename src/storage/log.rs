@@ -7,11 +7,12 @@
 //! appended since the last sync: the driver calls it once per Raft `Ready`, so every entry
 //! that arrived while the previous fsync ran shares the next one (group commit).
 //!
-//! The tail segment is preallocated a few MiB ahead of its records (`fallocate`), and
-//! records are written into that space rather than appended: an fdatasync then has no
-//! file size to make durable, only data, which saves ext4 a journal commit on every sync
-//! (190 to 135 µs per sync on this machine's disk). A segment is trimmed to its records
-//! when the next one starts, so only the tail can end in preallocated zeros.
+//! The tail segment is filled with zeros a MiB ahead of its records, and records are
+//! written over them rather than appended: an fdatasync then has no file size and no
+//! block allocation to make durable, only data, which saves ext4 a journal commit on
+//! every sync (190 to 135 µs per sync on this machine's disk for the size; see
+//! `preallocate` for the blocks). A segment is trimmed to its records when the next one
+//! starts, so only the tail can end in preallocated zeros.
 //!
 //! Recovery reads every segment. Zeros after the last record are unused space. A record
 //! that fails at the end of the last segment, with no valid record anywhere after it, is
@@ -37,8 +38,9 @@ const MAGIC: &[u8; 8] = b"RCLOG01\n";
 
 /// How far ahead of its records the tail segment is allocated. Growing the file is what
 /// costs a journal commit, so it happens once per this many bytes of log, not per sync;
-/// small enough that reading a tail segment's unused space at start-up costs nothing.
-const PREALLOCATE: u64 = 4 << 20;
+/// small enough that the sync that writes the zeros out takes a few milliseconds, and that
+/// reading a tail segment's unused space at start-up costs nothing.
+const PREALLOCATE: u64 = 1 << 20;
 
 /// A record cut off at the end of the log, found when it was opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -526,22 +528,22 @@ impl PendingSync {
     }
 }
 
-/// Grows the tail file from `allocated` to hold at least `needed` bytes, a chunk ahead;
-/// returns its new size. Where the file system cannot preallocate, the file grows as it
-/// is written, as if appended.
+/// Grows the tail file from `allocated` to hold at least `needed` bytes, a chunk ahead,
+/// by writing zeros; returns its new size. Not `fallocate`: ext4 marks the blocks it
+/// allocates unwritten, and the first write into each converts it: almost every
+/// fdatasync would commit the journal for that. Written zeros make the blocks ordinary data:
+/// with three logs syncing at once on this machine's disk, 220 µs per fdatasync instead
+/// of 310 (85 instead of 100 for one log alone).
 fn preallocate(f: &File, allocated: u64, needed: u64) -> std::io::Result<u64> {
-    use nix::fcntl::{FallocateFlags, fallocate};
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let target = needed.max(allocated) + PREALLOCATE;
-    match fallocate(
-        f,
-        FallocateFlags::empty(),
-        allocated as i64,
-        (target - allocated) as i64,
-    ) {
-        Ok(()) => Ok(target),
-        Err(nix::errno::Errno::EOPNOTSUPP) => Ok(needed),
-        Err(e) => Err(e.into()),
+    let mut at = allocated;
+    while at < target {
+        let n = (target - at).min(ZEROS.len() as u64);
+        f.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
     }
+    Ok(target)
 }
 
 #[cfg(test)]
