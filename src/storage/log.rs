@@ -9,8 +9,8 @@
 //!
 //! The tail segment is filled with zeros a MiB ahead of its records, and records are
 //! written over them rather than appended: an fdatasync then has no file size and no
-//! block allocation to make durable, only data, which saves ext4 a journal commit on
-//! every sync (190 to 135 µs per sync on this machine's disk for the size; see
+//! block allocation to make durable, only data, which spares the file system a metadata
+//! write on every sync (190 to 135 µs per sync on this machine's disk for the size; see
 //! `preallocate` for the blocks). A segment is trimmed to its records when the next one
 //! starts, so only the tail can end in preallocated zeros.
 //!
@@ -37,7 +37,7 @@ use crate::raft::{Entry, LogIndex};
 const MAGIC: &[u8; 8] = b"RCLOG01\n";
 
 /// How far ahead of its records the tail segment is allocated. Growing the file is what
-/// costs a journal commit, so it happens once per this many bytes of log, not per sync;
+/// costs a metadata write, so it happens once per this many bytes of log, not per sync;
 /// small enough that the sync that writes the zeros out takes a few milliseconds, and that
 /// reading a tail segment's unused space at start-up costs nothing.
 const PREALLOCATE: u64 = 1 << 20;
@@ -530,10 +530,10 @@ impl PendingSync {
 
 /// Grows the tail file from `allocated` to hold at least `needed` bytes, a chunk ahead,
 /// by writing zeros; returns its new size. Not `fallocate`: ext4 marks the blocks it
-/// allocates unwritten, and the first write into each converts it: almost every
-/// fdatasync would commit the journal for that. Written zeros make the blocks ordinary data:
-/// with three logs syncing at once on this machine's disk, 220 µs per fdatasync instead
-/// of 310 (85 instead of 100 for one log alone).
+/// allocates unwritten, and the first write into each converts it, so almost every
+/// fdatasync would also write the extent's metadata. Written zeros make the blocks
+/// ordinary data: with three logs syncing at once on this machine's disk, 220 µs per
+/// fdatasync instead of 310 (85 instead of 100 for one log alone).
 fn preallocate(f: &File, allocated: u64, needed: u64) -> std::io::Result<u64> {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let target = needed.max(allocated) + PREALLOCATE;
