@@ -17,6 +17,7 @@ mod driver;
 mod error;
 pub mod faults;
 pub mod handle;
+mod http;
 mod http_date;
 mod passwords;
 mod peer_service;
@@ -29,7 +30,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tonic::transport::Server;
 use tracing::{info, warn};
 
 use crate::proto;
@@ -197,20 +197,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = Server::builder()
-        .tcp_nodelay(true)
-        .layer(tower::util::MapResponseLayer::new(
-            http_date::stamp::<tonic::body::Body>,
-        ))
-        .add_service(health_service)
+    let chat = Arc::new(chat_service::ChatService {
+        node: handle.clone(),
+        passwords: passwords::Passwords::start()
+            .map_err(|e| format!("cannot start the password thread: {e}"))?,
+    });
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(proto::chat::chat_server::ChatServer::new(
-            chat_service::ChatService {
-                node: handle.clone(),
-                passwords: passwords::Passwords::start()
-                    .map_err(|e| format!("cannot start the password thread: {e}"))?,
-            },
-        ))
+        .add_service(proto::chat::chat_server::ChatServer::from_arc(chat.clone()))
         .add_service(proto::admin::admin_server::AdminServer::new(
             admin_service::AdminService {
                 node: handle.clone(),
@@ -222,22 +216,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
                 snapshots,
             },
         ))
-        // Every accepted connection without Nagle's delay (the builder's own setting covers
-        // only listeners it binds itself): a reply of a few segments would otherwise wait
-        // out the client's delayed ACK, 40 ms.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = stop_rx.await;
-            },
-        );
+        .prepare();
+    let server = http::serve(listener, http::NodeService { chat, routes }, async {
+        let _ = stop_rx.await;
+    });
     info!(listen = %cfg.listen, "serving");
     if let Some(seed) = cfg.join.clone() {
         tokio::spawn(join(cfg.clone(), seed, handle.clone()));
     }
     tokio::pin!(server);
     let (outcome, driver_result) = tokio::select! {
-        r = &mut server => (r.map_err(|e| format!("the server failed: {e}")), None),
+        () = &mut server => (Err("the server stopped".to_string()), None),
         r = &mut driver => (Ok(()), Some(r)),
         _ = shutdown_signal() => {
             info!("shutting down");
