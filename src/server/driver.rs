@@ -16,6 +16,7 @@
 //! that arrived while the previous fsync ran (group commit).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,17 +31,16 @@ use crate::chat::{self, Command, Envelope, Outcome, Reply};
 use crate::raft::{
     Entry, LogIndex, Node, Payload, ProposeError, ReadId, Ready, RoleKind, SnapshotMeta, Term,
 };
-use std::path::PathBuf;
+use crate::storage::node::NodeStorage;
+use crate::storage::snapshot::SealedSnapshot;
+use crate::storage::state::{Applied, AppliedBatch};
+use crate::storage::{Result as StorageResult, StorageError};
 
 fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = getrandom::fill(&mut b);
     u32::from_le_bytes(b)
 }
-use crate::storage::node::NodeStorage;
-use crate::storage::snapshot::SealedSnapshot;
-use crate::storage::state::{Applied, AppliedBatch};
-use crate::storage::{Result as StorageResult, StorageError};
 
 /// How often the driver makes applied state durable, at most.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
