@@ -2,6 +2,7 @@
 //! (see `validate`), so `\0` separates the parts of composite keys; ids are big-endian so
 //! that keys sort in id order.
 
+use super::Table;
 use crate::encoding::{Reader, put_bytes, put_u64};
 
 pub const SEP: u8 = 0;
@@ -101,6 +102,25 @@ pub fn conversation_prefix(x: &str, y: &str) -> Vec<u8> {
     key.extend_from_slice(b.as_bytes());
     key.push(SEP);
     key
+}
+
+/// The index rows a stored message implies, each a key with an empty value: its id under
+/// the sender and the recipient, in its conversation, and among the recipient's unread
+/// messages until it is read. Writing a message and rebuilding the indexes from the
+/// messages table both go through here, so the two cannot disagree.
+pub fn index_keys(m: &Message) -> Vec<(Table, Vec<u8>)> {
+    let id = id_key(m.id);
+    let mut conversation = conversation_prefix(&m.from, &m.to);
+    conversation.extend_from_slice(&id);
+    let mut rows = vec![
+        (Table::UserMessages, user_key(&m.from, &id)),
+        (Table::UserMessages, user_key(&m.to, &id)),
+        (Table::Conversations, conversation),
+    ];
+    if !m.read {
+        rows.push((Table::Unread, user_key(&m.to, &id)));
+    }
+    rows
 }
 
 /// The id at the end of an index key.

@@ -64,6 +64,16 @@ impl Table {
         Table::Clients,
     ];
 
+    /// Whether the table is an index that follows from the messages table alone (see
+    /// [`index_keys_of`]). A store may keep such a table in memory and rebuild it from the
+    /// messages when it opens, rather than write it to disk with every message.
+    pub fn is_derived(self) -> bool {
+        matches!(
+            self,
+            Table::UserMessages | Table::Unread | Table::Conversations
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Table::Accounts => "accounts",
@@ -76,6 +86,12 @@ impl Table {
             Table::Clients => "clients",
         }
     }
+}
+
+/// The rows of the derived tables that a row of the messages table implies.
+pub fn index_keys_of(message: &[u8]) -> Result<Vec<(Table, Vec<u8>)>, StoreError> {
+    let m = Message::decode_one(message).map_err(|e| StoreError(format!("message: {e}")))?;
+    Ok(keys::index_keys(&m))
 }
 
 /// A failure of the store under the state machine (a disk error): fatal for the node.

@@ -125,20 +125,12 @@ impl Ctx<'_> {
     }
 
     pub fn store_message(&mut self, m: &Message) -> Result<(), Fail> {
-        let id = keys::id_key(m.id);
         let mut data = Vec::new();
         m.encode(&mut data);
-        self.store.put(Table::Messages, &id, &data)?;
         self.store
-            .put(Table::UserMessages, &keys::user_key(&m.from, &id), &[])?;
-        self.store
-            .put(Table::UserMessages, &keys::user_key(&m.to, &id), &[])?;
-        let mut conv = keys::conversation_prefix(&m.from, &m.to);
-        conv.extend_from_slice(&id);
-        self.store.put(Table::Conversations, &conv, &[])?;
-        if !m.read {
-            self.store
-                .put(Table::Unread, &keys::user_key(&m.to, &id), &[])?;
+            .put(Table::Messages, &keys::id_key(m.id), &data)?;
+        for (table, key) in keys::index_keys(m) {
+            self.store.put(table, &key, &[])?;
         }
         Ok(())
     }
@@ -155,17 +147,10 @@ impl Ctx<'_> {
     }
 
     pub fn remove_message(&mut self, m: &Message) -> Result<(), Fail> {
-        let id = keys::id_key(m.id);
-        self.store.delete(Table::Messages, &id)?;
-        self.store
-            .delete(Table::UserMessages, &keys::user_key(&m.from, &id))?;
-        self.store
-            .delete(Table::UserMessages, &keys::user_key(&m.to, &id))?;
-        self.store
-            .delete(Table::Unread, &keys::user_key(&m.to, &id))?;
-        let mut conv = keys::conversation_prefix(&m.from, &m.to);
-        conv.extend_from_slice(&id);
-        self.store.delete(Table::Conversations, &conv)?;
+        self.store.delete(Table::Messages, &keys::id_key(m.id))?;
+        for (table, key) in keys::index_keys(m) {
+            self.store.delete(table, &key)?;
+        }
         Ok(())
     }
 }

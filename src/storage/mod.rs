@@ -1,6 +1,7 @@
 //! Durable storage: the Raft log, the term and vote, snapshots, and the chat state.
 
 mod codec;
+mod derived;
 mod error;
 mod fsutil;
 pub mod hardstate;

@@ -10,6 +10,10 @@
 //! the database comes back at its last checkpoint and the node replays the log from
 //! there, so the log must never be compacted past [`StateDb::durable`].
 //!
+//! The indexes of messages (the derived tables, see [`Table::is_derived`]) are not in the
+//! database: they live in memory beside it and are rebuilt from the messages when it is
+//! opened, so they always describe exactly what the database holds.
+//!
 //! Why redb: pure Rust (no C toolchain on a fresh machine), ACID transactions with a
 //! copy-on-write B-tree that survives a crash at any point, a stable file format, and a
 //! durability switch per transaction, which is exactly what checkpointing needs.
@@ -23,6 +27,7 @@ use redb::{
     TableError, WriteTransaction,
 };
 
+use super::derived::DerivedTables;
 use super::error::{IoContext, Result, StorageError};
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::chat::{self, Outcome, Rows, Store, StoreError, Table};
@@ -60,6 +65,8 @@ pub struct StateDb {
     db: Database,
     /// What was applied since the last checkpoint, not committed yet.
     open: Option<WriteTransaction>,
+    /// The derived tables of everything applied, checkpointed or not.
+    derived: DerivedTables,
     applied: LogIndex,
     durable: LogIndex,
     /// The open transaction is applying on another thread (see [`StateDb::begin_apply`]):
@@ -73,11 +80,13 @@ impl StateDb {
         let db = Database::create(path).map_err(|e| db_err(path, e))?;
         let txn = db.begin_read().map_err(|e| db_err(path, e))?;
         let applied = read_applied(&txn).map_err(|e| db_err(path, e))?;
+        let derived = rebuild_derived(&txn).map_err(|e| db_err(path, e))?;
         drop(txn);
         Ok(StateDb {
             path: path.to_path_buf(),
             db,
             open: None,
+            derived,
             applied,
             durable: applied,
             away: false,
@@ -119,7 +128,7 @@ impl StateDb {
             self.open = Some(txn);
         }
         let txn = self.open.as_ref().expect("a transaction was just opened");
-        let result = apply_in(txn, &entries[skip..], go_on);
+        let result = apply_in(txn, &mut self.derived, &entries[skip..], go_on);
         self.applied_in_open(result)
             .map(|results| (skip + results.len(), results))
     }
@@ -141,6 +150,18 @@ impl StateDb {
                 // one is dropped, and the log still holds it.
                 self.open = None;
                 self.applied = self.durable;
+                let rebuilt = self
+                    .db
+                    .begin_read()
+                    .map_err(|e| e.to_string())
+                    .and_then(|txn| rebuild_derived(&txn));
+                match rebuilt {
+                    Ok(derived) => self.derived = derived,
+                    Err(also) => {
+                        let why = format!("{e}; then rebuilding the indexes failed: {also}");
+                        return Err(db_err(&self.path, why));
+                    }
+                }
                 Err(db_err(&self.path, e))
             }
         }
@@ -158,7 +179,12 @@ impl StateDb {
             None => self.db.begin_write().map_err(|e| db_err(&self.path, e))?,
         };
         self.away = true;
-        Ok(PendingApply { txn, entries, skip })
+        Ok(PendingApply {
+            txn,
+            derived: std::mem::take(&mut self.derived),
+            entries,
+            skip,
+        })
     }
 
     /// Takes back what [`StateDb::begin_apply`] sent away: the batch's entries, and the
@@ -166,6 +192,7 @@ impl StateDb {
     pub fn finish_apply(&mut self, done: AppliedBatch) -> Result<(Vec<Entry>, Vec<Applied>)> {
         self.away = false;
         self.open = Some(done.txn);
+        self.derived = done.derived;
         let results = self.applied_in_open(done.results)?;
         Ok((done.entries, results))
     }
@@ -225,10 +252,13 @@ impl StateDb {
         self.here()?;
         let result = match &self.open {
             // What is applied but not checkpointed is only visible inside its transaction.
-            Some(txn) => f(&WriteStore::new(txn)),
+            Some(txn) => f(&WriteStore::new(txn, Derived::Read(&self.derived))),
             None => {
                 let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-                f(&ReadStore { txn: &txn })
+                f(&ReadStore {
+                    txn: &txn,
+                    derived: &self.derived,
+                })
             }
         };
         result.map_err(|e| db_err(&self.path, e))
@@ -329,6 +359,7 @@ impl PendingCheckpoint {
 #[must_use = "the state may not be used until the batch is back"]
 pub struct PendingApply {
     txn: WriteTransaction,
+    derived: DerivedTables,
     entries: Vec<Entry>,
     /// How many of `entries` were applied before (a replay).
     skip: usize,
@@ -337,15 +368,18 @@ pub struct PendingApply {
 /// A batch applied away, to hand back to [`StateDb::finish_apply`].
 pub struct AppliedBatch {
     txn: WriteTransaction,
+    derived: DerivedTables,
     entries: Vec<Entry>,
     results: std::result::Result<Vec<Applied>, String>,
 }
 
 impl PendingApply {
-    pub fn run(self) -> AppliedBatch {
-        let results = apply_in(&self.txn, &self.entries[self.skip..], || true);
+    pub fn run(mut self) -> AppliedBatch {
+        let entries = &self.entries[self.skip..];
+        let results = apply_in(&self.txn, &mut self.derived, entries, || true);
         AppliedBatch {
             txn: self.txn,
+            derived: self.derived,
             entries: self.entries,
             results,
         }
@@ -355,11 +389,12 @@ impl PendingApply {
 /// Applies `entries` inside `txn`, while `go_on` says so.
 fn apply_in(
     txn: &WriteTransaction,
+    derived: &mut DerivedTables,
     entries: &[Entry],
     go_on: impl Fn() -> bool,
 ) -> std::result::Result<Vec<Applied>, String> {
     let mut results = Vec::with_capacity(entries.len());
-    let mut store = WriteStore::new(txn);
+    let mut store = WriteStore::new(txn, Derived::Write(derived));
     for entry in entries {
         if !go_on() {
             break;
@@ -382,6 +417,23 @@ fn apply_in(
             .map_err(|e| e.to_string())?;
     }
     Ok(results)
+}
+
+/// The derived tables of the messages in `txn`.
+fn rebuild_derived(txn: &ReadTransaction) -> std::result::Result<DerivedTables, String> {
+    let mut derived = DerivedTables::default();
+    let messages = match txn.open_table(def(Table::Messages)) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(derived),
+        Err(e) => return Err(e.to_string()),
+    };
+    for row in messages.iter().map_err(|e| e.to_string())? {
+        let (id, message) = row.map_err(|e| e.to_string())?;
+        derived
+            .add_message(message.value())
+            .map_err(|e| format!("message {:?}: {e}", id.value()))?;
+    }
+    Ok(derived)
 }
 
 fn read_applied(txn: &ReadTransaction) -> std::result::Result<LogIndex, redb::Error> {
@@ -428,6 +480,9 @@ fn export_tables(
 ) -> std::result::Result<(), ExportError> {
     let mut buf = Vec::new();
     for (i, table) in Table::ALL.into_iter().enumerate() {
+        if table.is_derived() {
+            continue; // made again from the messages on import
+        }
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => continue,
@@ -460,16 +515,42 @@ fn import_rows(txn: &WriteTransaction, data: &[u8]) -> std::result::Result<usize
         })();
         let Ok((t, k, v)) = row else { break };
         let table = *Table::ALL.get(t).ok_or(format!("unknown table {t}"))?;
+        used = data.len() - r.remaining();
+        if table.is_derived() {
+            continue; // a snapshot from before these tables were derived
+        }
         let mut open = txn.open_table(def(table)).map_err(|e| e.to_string())?;
         open.insert(k, v).map_err(|e| e.to_string())?;
-        used = data.len() - r.remaining();
     }
     Ok(used)
+}
+
+/// The derived tables as a store sees them: writable while applying, not in a query.
+enum Derived<'a> {
+    Write(&'a mut DerivedTables),
+    Read(&'a DerivedTables),
+}
+
+impl Derived<'_> {
+    fn tables(&self) -> &DerivedTables {
+        match self {
+            Derived::Write(d) => d,
+            Derived::Read(d) => d,
+        }
+    }
+
+    fn tables_mut(&mut self) -> std::result::Result<&mut DerivedTables, StoreError> {
+        match self {
+            Derived::Write(d) => Ok(d),
+            Derived::Read(_) => Err(StoreError("a query cannot write".into())),
+        }
+    }
 }
 
 /// The chat tables inside a write transaction.
 struct WriteStore<'a> {
     txn: &'a WriteTransaction,
+    derived: Derived<'a>,
     /// Each table opened once per transaction, on first use: opening a table costs more
     /// than the lookup or insert done in it, and a message touches six of them.
     open: RefCell<[Option<WriteTable<'a>>; Table::ALL.len()]>,
@@ -478,9 +559,10 @@ struct WriteStore<'a> {
 type WriteTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
 
 impl<'a> WriteStore<'a> {
-    fn new(txn: &'a WriteTransaction) -> WriteStore<'a> {
+    fn new(txn: &'a WriteTransaction, derived: Derived<'a>) -> WriteStore<'a> {
         WriteStore {
             txn,
+            derived,
             open: RefCell::new(Default::default()),
         }
     }
@@ -502,6 +584,9 @@ impl<'a> WriteStore<'a> {
 
 impl Store for WriteStore<'_> {
     fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        if table.is_derived() {
+            return self.derived.tables().get(table, key);
+        }
         self.with(table, |t| {
             Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
         })
@@ -514,6 +599,9 @@ impl Store for WriteStore<'_> {
         from: &[u8],
         limit: usize,
     ) -> std::result::Result<Rows, StoreError> {
+        if table.is_derived() {
+            return Ok(self.derived.tables().scan(table, prefix, from, limit));
+        }
         self.with(table, |t| scan_table(t, prefix, from, limit))
     }
 
@@ -523,6 +611,9 @@ impl Store for WriteStore<'_> {
         key: &[u8],
         value: &[u8],
     ) -> std::result::Result<(), StoreError> {
+        if table.is_derived() {
+            return self.derived.tables_mut()?.put(table, key, value);
+        }
         self.with(table, |t| {
             t.insert(key, value).map_err(store_err)?;
             Ok(())
@@ -530,6 +621,9 @@ impl Store for WriteStore<'_> {
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> std::result::Result<(), StoreError> {
+        if table.is_derived() {
+            return self.derived.tables_mut()?.delete(table, key);
+        }
         self.with(table, |t| {
             t.remove(key).map_err(store_err)?;
             Ok(())
@@ -540,10 +634,14 @@ impl Store for WriteStore<'_> {
 /// The chat tables in a read transaction (queries and offline inspection).
 struct ReadStore<'a> {
     txn: &'a ReadTransaction,
+    derived: &'a DerivedTables,
 }
 
 impl Store for ReadStore<'_> {
     fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        if table.is_derived() {
+            return self.derived.get(table, key);
+        }
         match self.txn.open_table(def(table)) {
             Ok(t) => Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec())),
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
@@ -558,6 +656,9 @@ impl Store for ReadStore<'_> {
         from: &[u8],
         limit: usize,
     ) -> std::result::Result<Rows, StoreError> {
+        if table.is_derived() {
+            return Ok(self.derived.scan(table, prefix, from, limit));
+        }
         match self.txn.open_table(def(table)) {
             Ok(t) => scan_table(&t, prefix, from, limit),
             Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
@@ -601,7 +702,12 @@ pub fn read_only<T>(
     let run = |db: &dyn ReadableDatabase| -> Result<T> {
         let txn = db.begin_read().map_err(|e| db_err(path, e))?;
         let applied = read_applied(&txn).map_err(|e| db_err(path, e))?;
-        f(applied, &ReadStore { txn: &txn }).map_err(|e| db_err(path, e))
+        let derived = rebuild_derived(&txn).map_err(|e| db_err(path, e))?;
+        let store = ReadStore {
+            txn: &txn,
+            derived: &derived,
+        };
+        f(applied, &store).map_err(|e| db_err(path, e))
     };
     match ReadOnlyDatabase::open(path) {
         Ok(db) => run(&db),
