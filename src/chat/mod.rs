@@ -65,7 +65,7 @@ impl Table {
     ];
 
     /// Whether the table is an index that follows from the messages table alone (see
-    /// [`index_keys_of`]). A store may keep such a table in memory and rebuild it from the
+    /// [`each_index_key_of`]). A store may keep such a table in memory and rebuild it from the
     /// messages when it opens, rather than write it to disk with every message.
     pub fn is_derived(self) -> bool {
         matches!(
@@ -88,10 +88,13 @@ impl Table {
     }
 }
 
-/// The rows of the derived tables that a row of the messages table implies.
-pub fn index_keys_of(message: &[u8]) -> Result<Vec<(Table, Vec<u8>)>, StoreError> {
-    let m = Message::decode_one(message).map_err(|e| StoreError(format!("message: {e}")))?;
-    Ok(keys::index_keys(&m))
+/// Calls `f` with each row of the derived tables that a row of the messages table
+/// implies (its key; the value is empty).
+pub fn each_index_key_of(message: &[u8], f: impl FnMut(Table, &[u8])) -> Result<(), StoreError> {
+    let mut r = crate::encoding::Reader::new(message);
+    let m = keys::MessageRef::decode(&mut r).map_err(|e| StoreError(format!("message: {e}")))?;
+    keys::each_index_key(&m, f);
+    Ok(())
 }
 
 /// A failure of the store under the state machine (a disk error): fatal for the node.

@@ -8,7 +8,7 @@
 //! of 8 bytes, and its value is empty; a group is kept as a set of ids, so a row costs
 //! a few bytes of memory rather than a key.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use crate::chat::{self, Rows, StoreError, Table};
@@ -23,14 +23,6 @@ pub struct DerivedTables {
 }
 
 impl DerivedTables {
-    /// Adds the rows that a message implies, given as its row in the messages table.
-    pub fn add_message(&mut self, message: &[u8]) -> Result<(), StoreError> {
-        for (table, key) in chat::index_keys_of(message)? {
-            self.put(table, &key, &[])?;
-        }
-        Ok(())
-    }
-
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let (group, id) = split(table, key)?;
         let found = self
@@ -106,6 +98,45 @@ impl DerivedTables {
 
 /// Whether a scan is the common case, all the rows of one group from an id on, and
 /// that id if so. The chat's scans all are; any other scan goes through every row.
+/// Builds the derived tables from the messages, in id order: each group's ids are
+/// gathered in a vector and made into a set at the end, which is several times faster than
+/// inserting them one by one (restart time grows with it, at a million messages).
+#[derive(Default)]
+pub struct Rebuild {
+    tables: [HashMap<Vec<u8>, Vec<u64>>; Table::ALL.len()],
+}
+
+impl Rebuild {
+    /// Adds the rows that a message implies, given as its row in the messages table.
+    pub fn add_message(&mut self, message: &[u8]) -> Result<(), StoreError> {
+        let mut bad = None;
+        chat::each_index_key_of(message, |table, key| match split(table, key) {
+            Ok((group, id)) => {
+                let groups = &mut self.tables[table as usize];
+                match groups.get_mut(group) {
+                    Some(ids) => ids.push(id),
+                    None => {
+                        groups.insert(group.to_vec(), vec![id]);
+                    }
+                }
+            }
+            Err(e) => bad = Some(e),
+        })?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    pub fn finish(self) -> DerivedTables {
+        DerivedTables {
+            tables: self.tables.map(|groups| {
+                groups
+                    .into_iter()
+                    .map(|(group, ids)| (group, BTreeSet::from_iter(ids)))
+                    .collect()
+            }),
+        }
+    }
+}
+
 fn first_id_in_group(groups: &Groups, prefix: &[u8], start: &[u8]) -> Option<u64> {
     let first = if start == prefix {
         0

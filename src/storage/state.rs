@@ -27,7 +27,7 @@ use redb::{
     TableError, WriteTransaction,
 };
 
-use super::derived::DerivedTables;
+use super::derived::{DerivedTables, Rebuild};
 use super::error::{IoContext, Result, StorageError};
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::chat::{self, Outcome, Rows, Store, StoreError, Table};
@@ -39,6 +39,18 @@ const APPLIED: &str = "applied";
 
 fn def(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(table.name())
+}
+
+/// redb's page cache. Its default (1 GiB) would keep every page that rebuilding the
+/// derived tables reads, which is the whole messages table; what applying and queries
+/// touch again (the recent messages, accounts, sessions) fits in far less.
+const CACHE_BYTES: usize = 32 << 20;
+
+fn create(path: &Path) -> Result<Database> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| db_err(path, e))
 }
 
 fn db_err(path: &Path, e: impl std::fmt::Display) -> StorageError {
@@ -77,7 +89,7 @@ pub struct StateDb {
 impl StateDb {
     /// Opens (or creates) the database; after a crash it comes back at its last checkpoint.
     pub fn open(path: &Path) -> Result<StateDb> {
-        let db = Database::create(path).map_err(|e| db_err(path, e))?;
+        let db = create(path)?;
         let txn = db.begin_read().map_err(|e| db_err(path, e))?;
         let applied = read_applied(&txn).map_err(|e| db_err(path, e))?;
         let derived = rebuild_derived(&txn).map_err(|e| db_err(path, e))?;
@@ -303,7 +315,7 @@ impl StateDb {
 
 /// Writes a new database at `tmp` with a snapshot's rows and applied index, durably.
 fn fill(tmp: &Path, snapshot: &mut SnapshotReader) -> Result<()> {
-    let db = Database::create(tmp).map_err(|e| db_err(tmp, e))?;
+    let db = create(tmp)?;
     let txn = db.begin_write().map_err(|e| db_err(tmp, e))?;
     let index = snapshot.meta.index;
     let mut pending = Vec::new();
@@ -421,19 +433,19 @@ fn apply_in(
 
 /// The derived tables of the messages in `txn`.
 fn rebuild_derived(txn: &ReadTransaction) -> std::result::Result<DerivedTables, String> {
-    let mut derived = DerivedTables::default();
     let messages = match txn.open_table(def(Table::Messages)) {
         Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(derived),
+        Err(TableError::TableDoesNotExist(_)) => return Ok(DerivedTables::default()),
         Err(e) => return Err(e.to_string()),
     };
+    let mut rebuild = Rebuild::default();
     for row in messages.iter().map_err(|e| e.to_string())? {
         let (id, message) = row.map_err(|e| e.to_string())?;
-        derived
+        rebuild
             .add_message(message.value())
             .map_err(|e| format!("message {:?}: {e}", id.value()))?;
     }
-    Ok(derived)
+    Ok(rebuild.finish())
 }
 
 fn read_applied(txn: &ReadTransaction) -> std::result::Result<LogIndex, redb::Error> {
