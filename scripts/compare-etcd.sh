@@ -62,8 +62,12 @@ raftchat_level() {
 }
 
 mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
+# How far apart one system's two runs of a level were, in percent of the lower: the drift
+# of the machine's background load during that level, which the ratio cannot see.
+spread() { awk -v a="$1" -v b="$2" 'BEGIN { lo = (a < b) ? a : b; hi = (a < b) ? b : a
+  printf "%.0f", (lo > 0) ? (hi / lo - 1) * 100 : 0 }'; }
 
-declare -A E R
+declare -A E R S
 for n in 3 5; do
   for c in 1 16 64 256; do
     read -r e1 ep50a ep99a ecpu1 egen1 < <(etcd_level "$n" "$c")
@@ -72,6 +76,8 @@ for n in 3 5; do
     read -r e2 ep50b ep99b ecpu2 egen2 < <(etcd_level "$n" "$c")
     E[$n,$c]="$(mean "$e1" "$e2") $(mean "$ep50a" "$ep50b") $(mean "$ep99a" "$ep99b") $(mean "$ecpu1" "$ecpu2") $(mean "$egen1" "$egen2")"
     R[$n,$c]="$(mean "$r1" "$r2") $(mean "$rp50a" "$rp50b") $(mean "$rp99a" "$rp99b") $(mean "$rcpu1" "$rcpu2") $(mean "$rgen1" "$rgen2")"
+    es="$(spread "$e1" "$e2")" rs="$(spread "$r1" "$r2")"
+    S[$n,$c]="$((es > rs ? es : rs))"
     echo "# $n members, $c clients: etcd $e1 then $e2 writes/s, raftchat $r1 then $r2" >&2
   done
 done
@@ -89,18 +95,20 @@ echo
 echo "writes/s of 100-byte values, each client one request at a time (same machine, each level"
 echo "run twice in the order etcd, raftchat, raftchat, etcd, and averaged); CPU: the members' CPU"
 echo "time per request, all members together; load gen: the CPU time per request of the load"
-echo "generator (etcd-bench against etcd, raftchat bench against raftchat)"
-printf '%-6s %-8s %10s %10s %7s %18s %18s %12s %12s %7s %16s\n' nodes clients etcd raftchat ratio \
-  "etcd p50/p99 ms" "raftchat p50/p99" "etcd cpu µs" "raftchat cpu" "e/r" "load gen e/r µs"
+echo "generator (etcd-bench against etcd, raftchat bench against raftchat); spread: how far"
+echo "apart the two runs of one system were, the larger of the two (over 25%: the machine's"
+echo "load changed during the level, and its ratio says little; run it again)"
+printf '%-6s %-8s %10s %10s %7s %7s %18s %18s %12s %12s %7s %16s\n' nodes clients etcd raftchat ratio \
+  spread "etcd p50/p99 ms" "raftchat p50/p99" "etcd cpu µs" "raftchat cpu" "e/r" "load gen e/r µs"
 for n in 3 5; do
   for c in 1 16 64 256; do
     read -r eo ep50 ep99 ecpu egen <<<"${E[$n,$c]}"
     read -r ro rp50 rp99 rcpu rgen <<<"${R[$n,$c]}"
     awk -v n="$n" -v c="$c" -v eo="$eo" -v ro="$ro" -v ep50="$ep50" -v ep99="$ep99" \
       -v rp50="$rp50" -v rp99="$rp99" -v ecpu="$ecpu" -v rcpu="$rcpu" -v egen="$egen" \
-      -v rgen="$rgen" 'BEGIN {
-      printf "%-6s %-8s %10.0f %10.0f %6.2fx %18s %18s %12.0f %12.0f %6.2fx %16s\n", n, c, eo, ro,
-        eo ? ro / eo : 0, sprintf("%.2f/%.2f", ep50, ep99), sprintf("%.2f/%.2f", rp50, rp99),
+      -v rgen="$rgen" -v sp="${S[$n,$c]}" 'BEGIN {
+      printf "%-6s %-8s %10.0f %10.0f %6.2fx %6s%% %18s %18s %12.0f %12.0f %6.2fx %16s\n", n, c, eo, ro,
+        eo ? ro / eo : 0, sp, sprintf("%.2f/%.2f", ep50, ep99), sprintf("%.2f/%.2f", rp50, rp99),
         ecpu, rcpu, rcpu ? ecpu / rcpu : 0, sprintf("%.0f/%.0f", egen, rgen) }'
   done
 done
